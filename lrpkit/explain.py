@@ -1,0 +1,215 @@
+"""One registry for every heatmap method, and the uniform ``explain`` call.
+
+Every explainer in lrpkit (LRP composites, gradient baselines, Fisher-vector LRP, PDA,
+FGVis ...) registers itself here with :func:`register`, so that evaluation code can treat
+all heatmaps alike::
+
+    R = lrpkit.explain(model, x, target="pred", method="lrp", composite="epsilon")
+
+Conventions (see ARCHITECTURE.md):
+
+* ``x`` is a float tensor ``(N, C, H, W)`` in the model's (normalised) input space;
+  the returned relevance has the same shape.  2-D maps come from
+  :func:`lrpkit.viz.channel_sum` (sum over ``C``).
+* ``target`` is an int (same class for every sample), a sequence / 1-D tensor of ints
+  (one per sample), or ``"pred"`` (each sample's arg-max score).
+* Parameters have defaults from the papers; unknown parameter names are an error.
+
+A registered function has the signature ``func(model, x, target, **params)`` where ``x``
+is validated and ``target`` is already a ``LongTensor`` of shape ``(N,)``.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["Method", "register", "methods", "get_method", "explain", "explain_func",
+           "model_scores", "resolve_target", "check_input"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered heatmap method: its function, default parameters and provenance."""
+
+    name: str
+    func: Callable[..., torch.Tensor]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    paper: str = ""
+    model_kind: str = "torch"  # "torch" (nn.Module) or "fisher" (FisherVectorClassifier)
+
+    def __repr__(self) -> str:  # short, for listings in notebooks
+        return f"Method({self.name!r}, params={dict(self.params)!r})"
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(name: str, *, params: Mapping[str, Any] | None = None, description: str = "",
+             paper: str = "", model_kind: str = "torch", replace: bool = False):
+    """Decorator that adds ``func(model, x, target, **params)`` to the registry.
+
+    ``params`` are the default keyword arguments; when omitted they are read from the
+    function's keyword-only parameters.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("method name must be a non-empty string")
+
+    def deco(func):
+        if name in _REGISTRY and not replace and _REGISTRY[name].func is not func:
+            raise ValueError(f"method {name!r} is already registered "
+                             f"(by {_REGISTRY[name].func.__module__}); pass replace=True")
+        defaults = dict(params) if params is not None else {
+            p.name: p.default for p in inspect.signature(func).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        doc = description or (inspect.getdoc(func) or "").split("\n\n")[0]
+        _REGISTRY[name] = Method(name, func, defaults, doc, paper, model_kind)
+        return func
+
+    return deco
+
+
+def _load_builtin_methods() -> None:
+    # Import the modules that register methods; each import is cheap and idempotent.
+    import importlib
+
+    for mod in ("lrpkit.lrp", "lrpkit.fisher", "lrpkit.pda", "lrpkit.fgvis"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:  # a capability not built yet
+            if exc.name != mod:
+                raise
+
+
+def methods() -> dict[str, Method]:
+    """All registered methods by name (a copy)."""
+    _load_builtin_methods()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_method(name: str) -> Method:
+    _load_builtin_methods()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; registered methods: "
+                         f"{', '.join(sorted(_REGISTRY)) or '(none)'}") from None
+
+
+def check_input(x: Any, name: str = "x") -> torch.Tensor:
+    """Validate a batch of images: a finite float tensor of rank 4 ``(N, C, H, W)``."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must have rank 4 (N, C, H, W), got shape {tuple(x.shape)}; "
+                         f"use x.unsqueeze(0) for a single image")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).sum().item()
+        raise ValueError(f"{name} contains {bad} NaN or infinite values")
+    return x
+
+
+def model_scores(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """Class scores ``(N, classes)`` of a torch module or an object with ``decision_function``."""
+    if isinstance(model, torch.nn.Module):
+        with torch.no_grad():
+            out = model(x)
+    elif hasattr(model, "decision_function"):
+        out = torch.as_tensor(np.asarray(model.decision_function(x)))
+    elif callable(model):
+        with torch.no_grad():
+            out = torch.as_tensor(model(x))
+    else:
+        raise TypeError(f"model must be a torch.nn.Module or have decision_function, "
+                        f"got {type(model).__name__}")
+    if out.dim() == 1:
+        out = out[:, None]
+    if out.dim() != 2:
+        raise ValueError(f"model output must be (N, classes), got shape {tuple(out.shape)}")
+    return out
+
+
+def resolve_target(model: Any, x: torch.Tensor, target: Any,
+                   n_classes: int | None = None) -> torch.Tensor:
+    """Turn ``target`` (int, sequence, tensor or ``"pred"``) into a LongTensor ``(N,)``.
+
+    Raises ``ValueError`` for classes out of ``range(n_classes)``; ``n_classes`` is read
+    from the model's output when not given.
+    """
+    n = x.shape[0]
+    if isinstance(target, str):
+        if target != "pred":
+            raise ValueError(f"target must be an int, a sequence of ints or 'pred', got {target!r}")
+        return model_scores(model, x).argmax(1).long()
+    if isinstance(target, (bool, np.bool_)):
+        raise TypeError("target must be a class index, not a bool")
+    if isinstance(target, (int, np.integer)):
+        t = torch.full((n,), int(target), dtype=torch.long)
+    else:
+        t = torch.as_tensor(np.asarray(target) if not isinstance(target, torch.Tensor) else target)
+        if t.dim() == 0:
+            t = t.expand(n)
+        if t.dim() != 1 or t.shape[0] != n:
+            raise ValueError(f"target must hold one class per sample ({n}), got shape {tuple(t.shape)}")
+        if torch.is_floating_point(t) or t.dtype == torch.bool:
+            raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
+        t = t.long()
+    if n_classes is None:
+        n_classes = model_scores(model, x[:1]).shape[1]
+    if (t < 0).any() or (t >= n_classes).any():
+        raise ValueError(f"target {t.tolist()} out of range for a model with {n_classes} classes")
+    return t
+
+
+def explain(model: Any, x: torch.Tensor, target: Any = "pred", method: str = "lrp",
+            **params: Any) -> torch.Tensor:
+    """Relevance of every input element for ``target``: a tensor of ``x``'s shape.
+
+    ``method`` names a registered method (see :func:`methods`); ``params`` override its
+    defaults and are checked against them.
+    """
+    m = get_method(method)
+    unknown = set(params) - set(m.params)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)} for method {method!r}; "
+                         f"it takes {sorted(m.params)}")
+    x = check_input(x)
+    t = resolve_target(model, x, target)
+    kw = {**m.params, **params}
+    rel = m.func(model, x, t, **kw)
+    if not isinstance(rel, torch.Tensor) or rel.shape != x.shape:
+        raise RuntimeError(f"method {method!r} returned {getattr(rel, 'shape', type(rel))}, "
+                           f"expected a tensor of shape {tuple(x.shape)}")
+    return rel
+
+
+def explain_func(model: Any, inputs: Any, targets: Any, method: str = "lrp",
+                 **kwargs: Any) -> np.ndarray:
+    """Quantus-style adapter: ``explain_func(model, inputs, targets, **kw) -> np.ndarray``.
+
+    ``inputs`` may be a numpy array or tensor ``(N, C, H, W)``; extra keyword arguments
+    that the evaluation library passes along (``device``, ``channel_first`` ...) and that
+    the method does not take are ignored.
+    """
+    m = get_method(method)
+    device = kwargs.pop("device", None)
+    params = {k: v for k, v in kwargs.items() if k in m.params}
+    x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
+    x = x.float()
+    if device is not None:
+        x = x.to(device)
+    if isinstance(targets, (list, tuple, np.ndarray, torch.Tensor)):
+        targets = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor)
+                                  else targets).long().reshape(-1)
+    rel = explain(model, x, targets, method=method, **params)
+    return rel.detach().cpu().numpy()

@@ -1,0 +1,115 @@
+"""Results as xarray Datasets: attrs conventions and atomic save / open.
+
+Conventions (ARCHITECTURE.md): named dims (``image``, ``class``, ``method``, ``step``,
+``repeat``, ``y``, ``x`` ...), string coordinates, parameters in ``attrs`` (JSON where
+nested), and the package version and config recorded in ``attrs``.  Files are written to a
+temporary file in the target folder and renamed into place, so a failure never leaves a
+half-written result.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["atomic_path", "make_attrs", "save_dataset", "open_dataset"]
+
+_JSON_KEYS = "_json_attrs"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                               suffix=suffix if suffix is not None else (path.suffix or ".tmp"))
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def make_attrs(config: Mapping[str, Any] | None = None, **params: Any) -> dict[str, Any]:
+    """The standard attrs: lrpkit version, creation time, config and parameters."""
+    from . import __version__
+
+    attrs: dict[str, Any] = {"lrpkit_version": __version__,
+                             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if config is not None:
+        attrs["config"] = dict(config)
+    attrs.update(params)
+    return attrs
+
+
+def _encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    json_keys = []
+    for k, v in attrs.items():
+        if isinstance(v, (str, int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
+            out[k] = v
+        else:
+            out[k] = json.dumps(v, default=_json_default, sort_keys=True)
+            json_keys.append(k)
+    if json_keys:
+        out[_JSON_KEYS] = json.dumps(json_keys)
+    return out
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"attribute value of type {type(o).__name__} is not JSON serialisable")
+
+
+def _decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(attrs)
+    keys = json.loads(out.pop(_JSON_KEYS, "[]"))
+    for k in keys:
+        if k in out:
+            out[k] = json.loads(out[k])
+    return out
+
+
+def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``ds`` to netCDF (h5netcdf engine) atomically; nested attrs become JSON."""
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"save_dataset needs an xarray.Dataset, got {type(ds).__name__}")
+    path = Path(path)
+    ds = ds.copy(deep=False)
+    ds.attrs = _encode_attrs(ds.attrs)
+    for name in list(ds.variables):
+        ds[name].attrs = _encode_attrs(ds[name].attrs)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=True)
+    return path
+
+
+def open_dataset(path: str | os.PathLike) -> xr.Dataset:
+    """Load a Dataset written by :func:`save_dataset` fully into memory (file closed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no result file at {path}")
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        ds = ds.load()
+    ds.attrs = _decode_attrs(ds.attrs)
+    for name in list(ds.variables):
+        ds[name].attrs = _decode_attrs(ds[name].attrs)
+    return ds

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""lrpkit's two set-up commands, runnable on a fresh machine with only python3.
+
+    python3 tasks.py all     # venv + install + data + models + every notebook -> reports/
+    python3 tasks.py test    # venv + install + the test suite (what .ci/run runs)
+
+Both create ``.venv`` beside this file if it is missing and (re)install the project
+into it when ``pyproject.toml`` changed since the last install.  Extra arguments after
+``test`` go to pytest; after ``all`` they go to ``lrpkit all`` (e.g. ``--config``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+STAMP = VENV / ".lrpkit-install-stamp"
+
+
+def _run(cmd: list[str], **kw) -> int:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    return subprocess.call([str(c) for c in cmd], cwd=ROOT, **kw)
+
+
+def ensure_env() -> None:
+    """Create the virtual environment and install lrpkit (editable, with test extras)."""
+    if sys.version_info[:2] != (3, 11):
+        print(f"warning: lrpkit is pinned to Python 3.11 (torch==2.14.1 wheels); this is "
+              f"{sys.version.split()[0]}", file=sys.stderr)
+    if not PY.exists():
+        print(f"creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == digest:
+        return
+    rc = _run([PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", ".[dev]"])
+    if rc != 0:
+        sys.exit(f"pip install failed (exit {rc})")
+    STAMP.write_text(digest)
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(VENV)
+    env.setdefault("MPLBACKEND", "Agg")
+    return env
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"all", "test", "setup"}:
+        print(__doc__)
+        return 2
+    cmd, rest = argv[0], argv[1:]
+    ensure_env()
+    if cmd == "setup":
+        return 0
+    if cmd == "test":
+        rc = _run([PY, "-m", "pytest", "-q", *rest], env=_env())
+        if rc == 5:
+            print("pytest collected no tests", file=sys.stderr)
+        return rc
+    return _run([VENV / "bin" / "lrpkit", "all", *rest], env=_env())
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
