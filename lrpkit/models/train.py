@@ -1,0 +1,443 @@
+"""Training and evaluation of the scene CNN as in paper 000, App. E.
+
+Paper 000 App. E retrains the BVLC reference net **multi-label** (not competitive
+multi-class, since several classes can be present in one image) with **the sum of hinge
+losses over all classes** (:func:`hinge_loss`), on **10 views per training image** (4 corner
+crops + 1 centre crop of the edge-padded square image, and their mirrors) and scores a test
+image on **one centre crop** (:mod:`lrpkit.data.transforms`).  :func:`train_cnn` does the same
+for :class:`~lrpkit.models.cnn.SceneCNN` on a VOC-layout folder:
+
+* every split is decoded and padded **once** into a ``uint8`` tensor in memory; each step draws
+  one of the 10 views per image from a seeded generator;
+* optimiser: Adam (default; reached the target mAP in the fewest epochs on the bias-zoo
+  scenes) or SGD with Nesterov momentum (``optimizer="sgd"``, paper 000 used SGD with base
+  learning rate 0.001 for fine-tuning), with a short linear warm-up and cosine decay per step;
+* checkpoints ``cnn_epoch{e:03d}.pt`` after the epochs in ``checkpoints`` (``0`` = the
+  untrained initialisation) and the final ``cnn.pt``, so that later analyses can relate
+  heatmap quality to training progress;
+* a history Dataset ``history.nc`` (dims ``epoch``, ``class``) and the test result
+  ``test_map.nc`` (:func:`evaluate_map`), written with :func:`lrpkit.results.save_dataset`.
+
+Everything is deterministic given ``seed`` (seeded generators, ``torch.manual_seed`` inside a
+forked RNG state, ``torch.use_deterministic_algorithms`` during training) on a fixed number of
+threads.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from ..data import transforms as T
+from ..results import make_attrs, save_dataset
+from .cnn import SceneCNN, save_cnn
+
+__all__ = ["hinge_loss", "evaluate_map", "train_cnn", "train_from_config", "TrainResult",
+           "SplitData", "load_split", "TRAIN_DEFAULTS", "checkpoint_name"]
+
+#: Defaults of :func:`train_cnn` (the ``cnn:`` section of ``configs/default.yaml`` states them).
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 12, "lr": 2e-3, "batch_size": 64, "checkpoints": [0, 1, 2, 4, 8],
+    "optimizer": "adam", "momentum": 0.9, "weight_decay": 1e-4, "warmup": 0.05,
+    "size": T.DEFAULT_SIZE, "crop": T.DEFAULT_CROP,
+    "width": 32, "mult": [1, 2, 4, 4], "convs_per_stage": 1, "hidden": 256, "dropout": 0.5,
+    "num_threads": None, "train_split": "train", "val_split": "val", "test_split": "test",
+}
+
+
+def checkpoint_name(epoch: int) -> str:
+    """File name of the checkpoint after ``epoch`` epochs: ``cnn_epoch{epoch:03d}.pt``."""
+    return f"cnn_epoch{int(epoch):03d}.pt"
+
+
+def hinge_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Multi-label hinge loss of paper 000 App. E, averaged over the batch.
+
+    ``L = mean_n sum_c max(0, 1 - y_nc f_c(x_n))`` with ``y = 2 * labels - 1`` in ``{-1, +1}``.
+
+    Parameters
+    ----------
+    scores : ``(N, C)`` raw class scores ``f_c(x_n)``.
+    labels : ``(N, C)`` multi-hot targets in ``{0, 1}`` (or already ``{-1, +1}``).
+    """
+    if scores.shape != labels.shape or scores.ndim != 2:
+        raise ValueError(f"scores and labels must both be (N, C), got {tuple(scores.shape)} "
+                         f"and {tuple(labels.shape)}")
+    labels = labels.to(scores.dtype)
+    y = labels if bool((labels < 0).any()) else 2.0 * labels - 1.0
+    return torch.clamp(1.0 - y * scores, min=0.0).sum(dim=1).mean()
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class SplitData:
+    """One split preprocessed once: ``images`` uint8 ``(N, 3, S, S)``, ``labels`` float32
+    ``(N, C)``, image ``ids`` and ``classes``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    ids: list[str]
+    classes: list[str]
+    split: str = ""
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def load_split(source: Any, split: str, *, classes: Sequence[str] | None = None,
+               size: int = T.DEFAULT_SIZE, progress: bool = False) -> SplitData:
+    """Preprocess one split of ``source`` once into memory (paper 000 App. E padding).
+
+    ``source`` is a VOC-layout folder (read with :class:`lrpkit.data.VOCDataset`), a mapping
+    ``{split: dataset}``, a dataset object (``ds[i] -> (PIL image, {"labels": ...})``), or a
+    :class:`SplitData` (returned as is).
+    """
+    if isinstance(source, SplitData):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        root = Path(source)
+        if not root.is_dir():
+            raise FileNotFoundError(f"no data folder at {root} (generate scenes with "
+                                    "lrpkit.data.generate_scenes(root) or point to a VOC2007 devkit)")
+        from ..data import VOCDataset  # lazy: data layer
+
+        ds = VOCDataset(root, split, classes=list(classes) if classes is not None else None)
+    elif isinstance(source, Mapping):
+        if split not in source:
+            raise ValueError(f"split {split!r} not in the given datasets {sorted(source)}")
+        ds = source[split]
+    else:
+        ds = source
+    if not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
+        raise TypeError(f"dataset_or_root must be a folder, a dataset or a mapping of datasets, "
+                        f"got {type(ds).__name__}")
+    images, labels = T.preprocess_dataset(ds, size, progress=progress)
+    n, c = labels.shape if labels.ndim == 2 else (len(ds), 0)
+    ids = [str(i) for i in getattr(ds, "ids", range(n))]
+    ds_classes = getattr(ds, "classes", None)
+    names = [str(x) for x in (ds_classes if ds_classes is not None else
+                              (classes if classes is not None else [f"class{i}" for i in range(c)]))]
+    if len(names) != c:
+        raise ValueError(f"split {split!r}: {len(names)} class names but labels have {c} columns")
+    return SplitData(images, labels, ids, names, split)
+
+
+def _model_sizes(model: nn.Module, size: int | None, crop: int | None) -> tuple[int, int]:
+    meta = getattr(model, "meta", None) or {}
+    crop = int(crop if crop is not None else meta.get("input_size", getattr(model, "input_size", T.DEFAULT_CROP)))
+    size = int(size if size is not None else meta.get("size", max(T.DEFAULT_SIZE, crop)))
+    return size, crop
+
+
+@torch.no_grad()
+def _scores(model: nn.Module, data: SplitData, crop: int, batch_size: int = 128,
+            progress: bool = False) -> np.ndarray:
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        starts = range(0, len(data), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+            starts = tqdm(starts, desc=f"score {data.split}", leave=False)
+        for s in starts:
+            x = T.normalize(T.center_crop(data.images[s:s + batch_size], crop))
+            out.append(model(x).float().cpu())
+        n_out = out[0].shape[1] if out else data.labels.shape[1]
+        return torch.cat(out).numpy() if out else np.zeros((0, n_out), np.float32)
+    finally:
+        model.train(was_training)
+
+
+def _average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    from sklearn.metrics import average_precision_score
+
+    ap = np.full(labels.shape[1], np.nan)
+    for c in range(labels.shape[1]):
+        if labels[:, c].sum() > 0:
+            ap[c] = average_precision_score(labels[:, c] > 0.5, scores[:, c])
+    return ap
+
+
+def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
+                 classes: Sequence[str] | None = None, size: int | None = None, crop: int | None = None,
+                 batch_size: int = 128, progress: bool = False,
+                 config: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """Per-class average precision and mAP of ``model`` on one centre crop per image.
+
+    Paper 000 App. E scores a test image with its centre crop only; AP is
+    :func:`sklearn.metrics.average_precision_score` (the non-interpolated area under the
+    precision-recall curve; VOC2007's official AP interpolates at 11 recall points and is
+    slightly higher).  Classes without positives get ``NaN`` and are skipped by the mean.
+
+    Returns an ``xr.Dataset`` with ``ap`` (``class``), ``n_positive`` (``class``),
+    ``scores`` and ``labels`` (``image``, ``class``), the scalar ``mAP``, and attrs ``mAP``,
+    ``split``, ``size``, ``crop``.  ``size`` / ``crop`` default to the model's checkpoint
+    meta.  The model's train/eval mode is restored afterwards.
+    """
+    size, crop = _model_sizes(model, size, crop)
+    if crop > size:
+        raise ValueError(f"crop={crop} is larger than size={size}")
+    data = load_split(dataset_or_root, split, classes=classes, size=size, progress=progress)
+    scores = _scores(model, data, crop, batch_size, progress)
+    labels = data.labels.numpy()
+    if scores.shape[1] != labels.shape[1]:
+        raise ValueError(f"model gives {scores.shape[1]} scores but split {split!r} has "
+                         f"{labels.shape[1]} classes {data.classes}")
+    ap = _average_precision(labels, scores)
+    m_ap = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
+    ds = xr.Dataset(
+        {"ap": ("class", ap), "n_positive": ("class", labels.sum(0).astype(np.int64)),
+         "scores": (("image", "class"), scores.astype(np.float32)),
+         "labels": (("image", "class"), labels.astype(np.float32)),
+         "mAP": ((), m_ap)},
+        coords={"class": np.array(data.classes, dtype=str), "image": np.array(data.ids, dtype=str)},
+        attrs=make_attrs(config, mAP=m_ap, split=split, size=size, crop=crop,
+                         metric="sklearn.metrics.average_precision_score, centre crop (paper 000 App. E)"),
+    )
+    ds["ap"].attrs["description"] = "average precision per class"
+    return ds
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_cnn` returns: the trained ``model`` (eval mode), its ``history``
+    (``xr.Dataset``, dim ``epoch``), ``test_map`` (:func:`evaluate_map` on the test split, or
+    ``None``), the files written and the pure training time in seconds."""
+
+    model: SceneCNN
+    history: xr.Dataset
+    test_map: xr.Dataset | None
+    out_dir: Path
+    final_path: Path
+    checkpoints: dict[int, Path] = field(default_factory=dict)
+    train_time_s: float = 0.0
+
+    @property
+    def mAP(self) -> float:
+        """Test mean AP (NaN without a test split)."""
+        return float(self.test_map.attrs["mAP"]) if self.test_map is not None else float("nan")
+
+    def __repr__(self) -> str:
+        return (f"TrainResult(epochs={int(self.history.sizes.get('epoch', 0))}, test mAP={self.mAP:.3f}, "
+                f"train_time={self.train_time_s:.1f}s, out_dir={str(self.out_dir)!r})")
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int):
+    def f(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+    return f
+
+
+def _history_dataset(rows: list[dict], val_ap: list[np.ndarray], classes: list[str],
+                     attrs: dict) -> xr.Dataset:
+    epochs = np.array([r["epoch"] for r in rows], dtype=np.int64)
+    data = {k: ("epoch", np.array([r[k] for r in rows], dtype=np.float64))
+            for k in ("train_loss", "val_map", "lr", "epoch_time_s", "time_s")}
+    ap = np.stack(val_ap) if val_ap else np.zeros((0, len(classes)))
+    data["val_ap"] = (("epoch", "class"), ap)
+    ds = xr.Dataset(data, coords={"epoch": epochs, "class": np.array(classes, dtype=str)}, attrs=attrs)
+    ds["train_loss"].attrs["description"] = "mean multi-label hinge loss over the epoch's steps"
+    ds["time_s"].attrs["description"] = "cumulative training time (s), evaluation excluded"
+    return ds
+
+
+def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN_DEFAULTS["epochs"],
+              lr: float = TRAIN_DEFAULTS["lr"], batch_size: int = TRAIN_DEFAULTS["batch_size"], seed: int = 0,
+              checkpoints: Sequence[int] = tuple(TRAIN_DEFAULTS["checkpoints"]),
+              classes: Sequence[str] | None = None, progress: bool = True,
+              optimizer: str = TRAIN_DEFAULTS["optimizer"], momentum: float = TRAIN_DEFAULTS["momentum"],
+              weight_decay: float = TRAIN_DEFAULTS["weight_decay"], warmup: float = TRAIN_DEFAULTS["warmup"],
+              size: int = TRAIN_DEFAULTS["size"], crop: int = TRAIN_DEFAULTS["crop"],
+              width: int = TRAIN_DEFAULTS["width"], mult: Sequence[int] = tuple(TRAIN_DEFAULTS["mult"]),
+              convs_per_stage: int = TRAIN_DEFAULTS["convs_per_stage"], hidden: int = TRAIN_DEFAULTS["hidden"],
+              dropout: float = TRAIN_DEFAULTS["dropout"], num_threads: int | None = None,
+              train_split: str = "train", val_split: str | None = "val", test_split: str | None = "test",
+              deterministic: bool = True, config: Mapping[str, Any] | None = None) -> TrainResult:
+    """Train a :class:`SceneCNN` with the multi-label hinge loss of paper 000 App. E.
+
+    Parameters
+    ----------
+    data_root : VOC-layout folder (e.g. from :func:`lrpkit.data.generate_scenes`), or a
+        mapping ``{split: dataset}`` of VOC-style datasets.
+    out_dir : where ``cnn_epoch{e:03d}.pt``, ``cnn.pt``, ``history.nc`` and ``test_map.nc``
+        are written (atomically).
+    epochs, lr, batch_size : optimisation; ``lr`` is the peak rate of the warm-up + cosine
+        schedule (``warmup`` = fraction of all steps).
+    seed : seeds initialisation, shuffling, crop/mirror views and dropout.
+    checkpoints : epochs after which a checkpoint is kept (``0`` = before training); the last
+        epoch is always saved, also as ``cnn.pt``.
+    classes : subset / order of classes (default: all classes of the data).
+    optimizer : ``"adam"`` (default) or ``"sgd"`` (Nesterov, ``momentum``).
+    size, crop : padded square side ``S`` and crop ``c`` (:mod:`lrpkit.data.transforms`).
+    width, mult, convs_per_stage, hidden, dropout : :class:`SceneCNN` architecture.
+    num_threads : torch intra-op threads during training (restored afterwards).
+    train_split, val_split, test_split : split names; ``None`` skips validation / test.
+    deterministic : use ``torch.use_deterministic_algorithms`` while training.
+    config : recorded in the attrs of the written Datasets.
+    """
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs!r}")
+    if float(lr) <= 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if int(crop) > int(size):
+        raise ValueError(f"crop={crop} must not exceed size={size}")
+    epochs, batch_size, seed = int(epochs), int(batch_size), int(seed)
+    ckpt_epochs = sorted({int(e) for e in checkpoints if 0 <= int(e) <= epochs} | {epochs})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    train = load_split(data_root, train_split, classes=classes, size=size, progress=progress)
+    val = load_split(data_root, val_split, classes=classes, size=size) if val_split else None
+    test = load_split(data_root, test_split, classes=classes, size=size) if test_split else None
+    class_names = train.classes
+    n_classes = len(class_names)
+    if len(train) == 0:
+        raise ValueError(f"split {train_split!r} of {data_root} is empty")
+
+    hparams = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "seed": seed,
+               "optimizer": optimizer, "momentum": float(momentum), "weight_decay": float(weight_decay),
+               "warmup": float(warmup), "size": int(size), "crop": int(crop), "width": int(width),
+               "mult": [int(m) for m in mult], "convs_per_stage": int(convs_per_stage),
+               "hidden": int(hidden), "dropout": float(dropout), "train_split": train_split,
+               "val_split": val_split, "test_split": test_split, "n_train": len(train)}
+    base_meta = {"classes": class_names, "input_size": int(crop), "size": int(size),
+                 "mean": list(T.MEAN), "std": list(T.STD), "seed": seed,
+                 "loss": "multi-label hinge (paper 000 App. E)", "train": hparams}
+
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    written: dict[int, Path] = {}
+    rows: list[dict] = []
+    val_aps: list[np.ndarray] = []
+    try:
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = SceneCNN(n_classes, width=width, mult=mult, convs_per_stage=convs_per_stage,
+                             hidden=hidden, dropout=dropout, input_size=crop, classes=class_names)
+            gen = torch.Generator().manual_seed(seed + 1)
+            steps_per_epoch = math.ceil(len(train) / batch_size)
+            total = steps_per_epoch * epochs
+            if optimizer == "adam":
+                opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+            else:
+                opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                                      weight_decay=weight_decay, nesterov=True)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(round(warmup * total))))
+
+            def _save(epoch: int, val_map: float) -> None:
+                meta = dict(base_meta, epoch=epoch, val_map=val_map)
+                p = save_cnn(model, out_dir / checkpoint_name(epoch), meta)
+                written[epoch] = p
+
+            if 0 in ckpt_epochs:
+                _save(0, float("nan"))
+
+            it = range(1, epochs + 1)
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+                bar = tqdm(it, desc="train cnn", unit="epoch")
+                it = bar
+            elapsed = 0.0
+            for epoch in it:
+                t0 = time.perf_counter()
+                model.train()
+                perm = torch.randperm(len(train), generator=gen)
+                loss_sum, n_seen = 0.0, 0
+                for s in range(0, len(train), batch_size):
+                    idx = perm[s:s + batch_size]
+                    x = T.train_views_batch(train.images[idx], crop, generator=gen)
+                    y = train.labels[idx]
+                    loss = hinge_loss(model(x), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    loss_sum += float(loss) * len(idx)
+                    n_seen += len(idx)
+                dt = time.perf_counter() - t0
+                elapsed += dt
+                model.eval()
+                if val is not None and len(val):
+                    ap = _average_precision(val.labels.numpy(), _scores(model, val, crop))
+                    v_map = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
+                else:
+                    ap, v_map = np.full(n_classes, np.nan), float("nan")
+                rows.append({"epoch": epoch, "train_loss": loss_sum / n_seen, "val_map": v_map,
+                             "lr": opt.param_groups[0]["lr"], "epoch_time_s": dt, "time_s": elapsed})
+                val_aps.append(ap)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss_sum / n_seen:.3f}", val_mAP=f"{v_map:.3f}")
+                if epoch in ckpt_epochs:
+                    _save(epoch, v_map)
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+
+    model.eval()
+    final_meta = dict(base_meta, epoch=epochs, val_map=rows[-1]["val_map"])
+    final_path = save_cnn(model, out_dir / "cnn.pt", final_meta)
+    model.meta = dict(final_meta)
+    attrs = make_attrs(config, **{k: v for k, v in hparams.items() if v is not None},
+                       train_time_s=elapsed, checkpoints=[str(written[e].name) for e in sorted(written)])
+    history = _history_dataset(rows, val_aps, class_names, attrs)
+    save_dataset(history, out_dir / "history.nc")
+    test_map = None
+    if test is not None:
+        test_map = evaluate_map(model, test, test_split, config=config)
+        test_map.attrs.update({"train_time_s": elapsed, "epochs": epochs, "seed": seed})
+        save_dataset(test_map, out_dir / "test_map.nc")
+    return TrainResult(model, history, test_map, out_dir, final_path, dict(sorted(written.items())), elapsed)
+
+
+def train_from_config(cfg: Mapping[str, Any] | str | os.PathLike | None = None, *,
+                      progress: bool = True, **overrides: Any) -> TrainResult:
+    """Train the scene CNN from a config (dict, name such as ``"default"``/``"smoke"``, or path).
+
+    Reads ``paths.scenes`` (data, via :func:`lrpkit.config.resolve_path`), ``paths.models``
+    (output folder), ``seed`` and the ``cnn:`` section (keys of :data:`TRAIN_DEFAULTS`);
+    keyword ``overrides`` win over the ``cnn:`` section.
+    """
+    from ..config import load_config, resolve_path
+
+    if not (isinstance(cfg, Mapping) and "paths" in cfg):
+        cfg = load_config(cfg)
+    params = dict(cfg.get("cnn") or {})
+    params.update(overrides)
+    unknown = sorted(set(params) - set(TRAIN_DEFAULTS) - {"classes", "deterministic"})
+    if unknown:
+        raise ValueError(f"unknown key(s) in the cnn: config section: {unknown}; "
+                         f"known: {sorted(TRAIN_DEFAULTS)}")
+    scenes = resolve_path(cfg, "scenes")
+    out_dir = resolve_path(cfg, "models")
+    if "checkpoints" in params and params["checkpoints"] is not None:
+        params["checkpoints"] = tuple(params["checkpoints"])
+    if "mult" in params:
+        params["mult"] = tuple(params["mult"])
+    return train_cnn(scenes, out_dir, seed=int(cfg.get("seed", 0)), progress=progress,
+                     config={k: v for k, v in cfg.items()}, **params)

@@ -1,0 +1,86 @@
+"""The report runner on tiny notebooks made here (the real notebooks run in test_pipeline)."""
+import nbformat
+import pytest
+
+from lrpkit.reports import discover_notebooks, run_all
+from lrpkit.results import open_dataset
+
+PARAMS = 'config = "default"\nresults_path = None'
+GOOD = """import numpy as np, xarray as xr
+import lrpkit
+cfg = lrpkit.load_config(config)
+ds = xr.Dataset({"v": (("step",), np.arange(3.0))}, coords={"step": [0, 1, 2]},
+                attrs=lrpkit.results.make_attrs(cfg))
+lrpkit.results.save_dataset(ds, results_path)
+print("SEED", cfg["seed"])"""
+
+
+def _write_nb(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    cells = [nbformat.v4.new_code_cell(PARAMS, metadata={"tags": ["parameters"]})]
+    cells += [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}")] + cells
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rep")
+    nbs = root / "nbs"
+    nbs.mkdir()
+    _write_nb(nbs / "00_good.ipynb", GOOD)
+    _write_nb(nbs / "01_bad.ipynb", "x = 1", "raise ValueError('planted failure')", "y = 2")
+    _write_nb(nbs / "02_after.ipynb", GOOD)
+    _write_nb(nbs / "03_noresult.ipynb", "z = 3")
+    cfg = root / "c.yaml"
+    cfg.write_text("seed: 11\nreports:\n  hide_code: true\n")
+    return run_all(cfg, out_dir=root / "out", nb_dir=nbs, progress=False), root
+
+
+def test_good_notebooks_give_html_netcdf_and_executed_copy(report):
+    summary, root = report
+    out = root / "out"
+    for name in ("00_good", "02_after"):
+        run = next(r for r in summary.runs if r.name == name)
+        assert run.ok, run.error
+        ds = open_dataset(out / f"{name}.nc")
+        assert list(ds["v"].values) == [0, 1, 2] and ds.attrs["config"]["seed"] == 11
+        html = (out / f"{name}.html").read_text()
+        assert "SEED 11" in html          # outputs are rendered
+        assert "load_config" not in html  # code hidden by default
+        nb = nbformat.read(str(out / f"{name}.ipynb"), as_version=4)
+        assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_failure_is_recorded_with_cell_and_does_not_stop_others(report):
+    summary, root = report
+    assert not summary.ok
+    names = [r.name for r in summary.failures]
+    assert names == ["01_bad", "03_noresult"]
+    bad = summary.failures[0]
+    # parameters (1), papermill's injected parameters (2), x = 1 (3), the raise (4)
+    assert bad.failed_cell == 4 and "planted failure" in bad.error
+    assert "results" in summary.failures[1].error
+    assert (root / "out" / "01_bad.html").exists()
+    index = (root / "out" / "index.html").read_text()
+    for name in ("00_good", "01_bad", "02_after", "03_noresult"):
+        assert name in index
+    assert "planted failure" in index and 'href="00_good.html"' in index
+    assert "01_bad" in str(summary)
+
+
+def test_no_temp_files_left(report):
+    _, root = report
+    assert not [p for p in (root / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_discover_selects_by_prefix_and_rejects_unknown(tmp_path):
+    for n in ("00_a", "01_b", "10_c"):
+        _write_nb(tmp_path / f"{n}.ipynb", "pass")
+    assert [p.stem for p in discover_notebooks(tmp_path, ["01"])] == ["01_b"]
+    assert [p.stem for p in discover_notebooks(tmp_path)] == ["00_a", "01_b", "10_c"]
+    with pytest.raises(ValueError, match="99"):
+        discover_notebooks(tmp_path, ["99"])
+    with pytest.raises(FileNotFoundError, match="nope"):
+        discover_notebooks(tmp_path / "nope")
