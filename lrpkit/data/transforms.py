@@ -174,15 +174,22 @@ def preprocess_images(images: Iterable[Image.Image | np.ndarray], size: int = DE
 def preprocess_dataset(dataset, size: int = DEFAULT_SIZE, progress: bool = False
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Preprocess a VOC-style dataset (``ds[i] -> (PIL image, target)``, as
-    :class:`lrpkit.data.VOCDataset` with ``transform=None``) once into memory.
+    :class:`lrpkit.data.VOCDataset`) once into memory.  A dataset with ``image_path(i)``
+    has its files read directly (its own ``transform`` is bypassed); otherwise ``ds[i][0]``
+    must be a PIL image or an ``(H, W, 3)`` uint8 array.
 
     Returns ``(images uint8 (N, 3, size, size), labels float32 (N, C) multi-hot)``.
     """
     n = len(dataset)
+    image_path = getattr(dataset, "image_path", None)
 
     def _images():
         for i in range(n):
-            yield dataset[i][0]
+            if image_path is not None:       # VOCDataset: read the file, bypass its transform
+                with Image.open(image_path(i)) as im:
+                    yield im.convert("RGB")
+            else:
+                yield dataset[i][0]
 
     imgs = preprocess_images(_images(), size, progress=progress, desc="preprocess")
     labels = getattr(dataset, "labels", None)

@@ -1,0 +1,114 @@
+"""Measured bias statistics of a generated scene set against the planted rates.
+
+:func:`bias_summary` reads the sidecar (``bias.csv``, see :mod:`lrpkit.data.scenes`) and
+returns, per split, the rates the generator planted and the rates actually present, with a
+binomial standard error, so a notebook can show at a glance that the data carries the biases
+an analysis is about to look for:
+
+========================  =========================================================  ==========
+statistic                 measured as                                                planted
+========================  =========================================================  ==========
+``context_match``         images whose background is their first object's context   0.85 + 0.15/5
+``tag_given_horse``       images with a horse that carry the copyright tag           0.70
+``tag_given_no_horse``    images without a horse that carry the tag                  0.03
+``two_objects``           images with two objects                                    0.20
+``landscape``             landscape images                                           0.70
+``bus_yellow``            buses whose body hue is within 15 degrees of the yellow    1.0
+``car_hue_uniformity``    normalised entropy of car hues over 12 bins (1: uniform)   1.0
+========================  =========================================================  ==========
+
+On ``test_swapped`` the context is broken (planted ``context_match`` 1/5) and on
+``test_untagged`` no image carries a tag.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["bias_summary", "planted_rates"]
+
+STATISTICS = ("context_match", "tag_given_horse", "tag_given_no_horse", "two_objects",
+              "landscape", "bus_yellow", "car_hue_uniformity")
+
+
+def planted_rates(split: str) -> dict[str, float]:
+    """The rates the generator plants in ``split`` (see the table above)."""
+    from .scenes import BIAS_RATES as R
+
+    p_ctx = R["p_context"] + (1 - R["p_context"]) / 5
+    rates = {"context_match": p_ctx, "tag_given_horse": R["p_tag_horse"],
+             "tag_given_no_horse": R["p_tag_other"], "two_objects": R["p_two_objects"],
+             "landscape": R["p_landscape"], "bus_yellow": 1.0, "car_hue_uniformity": 1.0}
+    if split == "test_swapped":
+        rates["context_match"] = 1 / 5
+    if split == "test_untagged":
+        rates["tag_given_horse"] = rates["tag_given_no_horse"] = 0.0
+    return rates
+
+
+def _hue_uniformity(hues: np.ndarray, bins: int = 12) -> float:
+    if len(hues) == 0:
+        return float("nan")
+    counts, _ = np.histogram(np.mod(hues, 360), bins=bins, range=(0, 360))
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum() / np.log(bins))
+
+
+def bias_summary(source: Any, splits: Sequence[str] | None = None,
+                 yellow_hue: float = 48.0, hue_tolerance: float = 15.0) -> xr.Dataset:
+    """Planted and measured bias rates per split of a scene set (root folder or sidecar frame).
+
+    Returns a Dataset with dims ``split`` and ``statistic`` holding ``measured``,
+    ``planted``, ``stderr`` (binomial, ``nan`` for the entropy) and ``n`` (images or objects
+    the rate is over).
+    """
+    import pandas as pd
+
+    from .scenes import read_bias
+
+    df = source if isinstance(source, pd.DataFrame) else read_bias(os.fspath(source))
+    if splits is None:
+        splits = [s for s in ("train", "val", "test", "test_swapped", "test_untagged")
+                  if (df["split"] == s).any()]
+    unknown = sorted(set(splits) - set(df["split"].unique()))
+    if unknown:
+        raise ValueError(f"split(s) {unknown} not in the sidecar; have {sorted(df['split'].unique())}")
+    meas = np.full((len(splits), len(STATISTICS)), np.nan)
+    plant = np.full_like(meas, np.nan)
+    n = np.zeros_like(meas, dtype=np.int64)
+    for i, split in enumerate(splits):
+        objs = df[df["split"] == split]
+        img = objs.groupby("image_id").agg(context_match=("context_match", "first"),
+                                           tag=("tag", "first"), n_objects=("n_objects", "first"),
+                                           orientation=("orientation", "first"),
+                                           horse=("class", lambda c: bool((c == "horse").any())))
+        buses = objs[objs["class"] == "bus"]
+        d_hue = np.abs((buses["hue"].to_numpy(float) - yellow_hue + 180) % 360 - 180)
+        cars = objs[objs["class"] == "car"]["hue"].to_numpy(float)
+        values = {
+            "context_match": (img["context_match"].to_numpy(bool), None),
+            "tag_given_horse": (img.loc[img["horse"], "tag"].to_numpy() == 1, None),
+            "tag_given_no_horse": (img.loc[~img["horse"], "tag"].to_numpy() == 1, None),
+            "two_objects": (img["n_objects"].to_numpy() == 2, None),
+            "landscape": (img["orientation"].to_numpy() == "landscape", None),
+            "bus_yellow": (d_hue <= hue_tolerance, None),
+            "car_hue_uniformity": (None, cars),
+        }
+        p = planted_rates(split)
+        for j, stat in enumerate(STATISTICS):
+            flags, hues = values[stat]
+            plant[i, j] = p[stat]
+            if hues is not None:
+                meas[i, j], n[i, j] = _hue_uniformity(hues), len(hues)
+            elif len(flags):
+                meas[i, j], n[i, j] = flags.mean(), len(flags)
+    stderr = np.sqrt(np.clip(meas * (1 - meas), 0, None) / np.maximum(n, 1))
+    stderr[:, STATISTICS.index("car_hue_uniformity")] = np.nan
+    coords = {"split": list(splits), "statistic": list(STATISTICS)}
+    dims = ("split", "statistic")
+    return xr.Dataset({"measured": (dims, meas), "planted": (dims, plant),
+                       "stderr": (dims, stderr), "n": (dims, n)}, coords=coords,
+                      attrs={"description": "planted vs measured bias rates of the bias-zoo scenes"})

@@ -1,0 +1,689 @@
+"""The bias-zoo: procedurally drawn scenes in PASCAL VOC2007 layout with planted, known biases.
+
+``generate_scenes(root)`` writes ``JPEGImages/``, ``Annotations/`` (VOC XML, 1-based boxes),
+``ImageSets/Main/{train,val,trainval,test,test_swapped,test_untagged}.txt`` with
+``<class>_<split>.txt`` files (``1`` / ``-1``), the sidecar ``bias.csv`` and the marker
+``lrpkit_scenes.json`` (classes, counts, seed, bias rates).  ``VOCDataset`` reads it back.
+
+Images are 160x120 (landscape, 70 %) or 120x160 (portrait, 30 %) with one object, or two objects
+of different classes (20 %), of the classes ``SCENE_CLASSES`` (VOC names): aeroplane, boat,
+bus, car, horse, sheep.  Objects are silhouettes built from coloured parts (``shapes.py``) with
+random pose, scale, position, mirroring and a little rotation.
+
+Planted biases
+--------------
+context
+    The background of an image is the context of its first object's class (aeroplane: sky,
+    boat: water, bus and car: road, horse and sheep: grass) with probability 0.85, else drawn
+    uniformly from all five (sky, water, road, grass, indoor) -- so the context matches with
+    probability 0.85 + 0.15 / 5 = 0.88.
+artefact
+    A copyright tag (a white-ish box with dark text "© lrp", 28x11 pixels, 2 pixels from the
+    bottom-left corner) appears on 70 % of images that contain a horse and on 3 % of the others.
+colour
+    Buses are always yellow (hue about 48 degrees); cars take a uniformly random hue.
+texture
+    Sheep wear a high-frequency wool texture; every other object is smoothly shaded.
+
+Counterfactual test splits
+--------------------------
+Each test image ``test_000123`` has two twins with their own ids in the same folders:
+``swapped_000123`` (split ``test_swapped``): the same objects (identical pixels, boxes and tag)
+over a background drawn uniformly from the five -- the context bias is broken;
+``untagged_000123`` (split ``test_untagged``): the same image without the tag.  Objects are
+composited over the background in float and the tag is drawn last, so the untagged twin equals
+its source everywhere outside the tag box before JPEG coding (JPEG uses 4:4:4 chroma, 8x8 blocks:
+decoded pixels differ at most within the tag box grown to the 8-pixel grid).  Untagged twins of
+untagged test images are byte-identical to them.
+
+Sidecar ``bias.csv`` (one row per object; image-level columns repeat)
+---------------------------------------------------------------------
+``image_id``      id in JPEGImages/Annotations
+``split``         train, val, test, test_swapped or test_untagged
+``source_id``     the test id a counterfactual came from (its own id for the other splits)
+``index``         index within the split (the per-image random stream is (seed, split, index))
+``orientation``   landscape or portrait; ``width``, ``height`` in pixels
+``background``    sky, water, road, grass or indoor
+``context_class`` class whose context was drawn (the first object's)
+``context_match`` True when background == context of ``context_class``
+``tag``           1 when the copyright tag is drawn, else 0
+``tag_xmin, tag_ymin, tag_xmax, tag_ymax``  tag box (0-based, half-open), empty without tag
+``n_objects``     1 or 2; ``object_index`` 0 or 1 (drawing order: 1 is in front)
+``class``         object class
+``colour``        base colour of the object's body as ``#rrggbb``; ``hue`` its hue in degrees
+``pose``          Left / Right (the direction the object faces, as VOC's pose field)
+``xmin, ymin, xmax, ymax``  object box in 0-based, half-open pixels (the XML holds the
+                  same box 1-based: xmin + 1, ymin + 1, xmax, ymax)
+``object_context_match``    True when the background is this object's own context
+
+``read_bias(root)`` loads it as a pandas DataFrame with proper dtypes.
+
+Determinism: each image draws from ``numpy.random.default_rng([seed, split_code, index, stream])``
+(stream 0: layout, 1: background, 2: objects), so the output does not depend on the order or
+the number of worker processes; JPEGs are written with fixed settings and the XML has no
+timestamps, so the same seed gives the same bytes.
+"""
+from __future__ import annotations
+
+import colorsys
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from .shapes import ACCENT, BODY, DARK, GLASS, LIGHT, SHAPES
+from .voc import SCENE_MARKER, VOCObject, annotation_xml, resolve_voc_root, write_image_sets
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["SCENE_CLASSES", "BACKGROUNDS", "CONTEXT", "BIAS_RATES", "SPLITS", "COUNTERFACTUAL_SPLITS",
+           "SceneLayout", "SceneObject", "Scene", "sample_layout", "render_scene", "generate_scenes",
+           "read_bias", "scene_id"]
+
+SCENE_CLASSES: tuple[str, ...] = ("aeroplane", "boat", "bus", "car", "horse", "sheep")
+BACKGROUNDS: tuple[str, ...] = ("sky", "water", "road", "grass", "indoor")
+CONTEXT: dict[str, str] = {"aeroplane": "sky", "boat": "water", "bus": "road", "car": "road",
+                           "horse": "grass", "sheep": "grass"}
+#: The planted rates (see the module docstring).
+BIAS_RATES: dict[str, float] = {"p_context": 0.85, "p_two_objects": 0.2, "p_tag_horse": 0.70,
+                                "p_tag_other": 0.03, "p_landscape": 0.7}
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+COUNTERFACTUAL_SPLITS: tuple[str, ...] = ("test_swapped", "test_untagged")
+LANDSCAPE, PORTRAIT = (160, 120), (120, 160)
+JPEG_QUALITY = 90
+BUS_YELLOW = (242, 196, 22)
+
+_SPLIT_CODE = {"train": 0, "val": 1, "test": 2, "test_swapped": 3, "test_untagged": 4}
+_PREFIX = {"train": "train", "val": "val", "test": "test", "test_swapped": "swapped",
+           "test_untagged": "untagged"}
+_STREAM_LAYOUT, _STREAM_BACKGROUND, _STREAM_OBJECTS = 0, 1, 2
+_MAX_TILT = {"aeroplane": 14.0, "boat": 6.0, "bus": 2.5, "car": 3.5, "horse": 5.0, "sheep": 5.0}
+
+
+# ----------------------------------------------------------------------------- layout
+
+@dataclass(frozen=True)
+class SceneLayout:
+    """What an image shows, before any pixel is drawn (cheap to sample)."""
+
+    image_id: str
+    split: str
+    index: int
+    source_id: str
+    width: int
+    height: int
+    classes: tuple[str, ...]
+    background: str
+    tag: bool
+
+    @property
+    def orientation(self) -> str:
+        return "landscape" if self.width > self.height else "portrait"
+
+    @property
+    def context_match(self) -> bool:
+        return self.background == CONTEXT[self.classes[0]]
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One drawn object; ``box`` is 0-based half-open ``(x0, y0, x1, y1)``."""
+
+    name: str
+    box: tuple[int, int, int, int]
+    colour: str
+    hue: float
+    pose: str
+
+
+@dataclass
+class Scene:
+    """A rendered image with its layout, objects, tag box and per-object alpha masks."""
+
+    layout: SceneLayout
+    image: np.ndarray                       # (H, W, 3) uint8
+    objects: list[SceneObject]
+    tag_box: tuple[int, int, int, int] | None
+    masks: list[np.ndarray] = field(default_factory=list)  # (H, W) float32 alpha per object
+
+
+def scene_id(split: str, index: int) -> str:
+    """The image id of ``index`` in ``split`` (``train_000012``, ``swapped_000007`` ...)."""
+    if split not in _PREFIX:
+        raise ValueError(f"unknown split {split!r}; expected one of {tuple(_PREFIX)}")
+    return f"{_PREFIX[split]}_{index:06d}"
+
+
+def _rng(seed: int, split: str, index: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), _SPLIT_CODE[split], int(index), stream])
+
+
+def sample_layout(seed: int, split: str, index: int) -> SceneLayout:
+    """The layout of image ``index`` of ``split`` (any of train/val/test and the counterfactuals)."""
+    if split in COUNTERFACTUAL_SPLITS:
+        base = sample_layout(seed, "test", index)
+        if split == "test_swapped":
+            bg = BACKGROUNDS[int(_rng(seed, split, index, _STREAM_LAYOUT).integers(len(BACKGROUNDS)))]
+            return replace(base, image_id=scene_id(split, index), split=split, background=bg)
+        return replace(base, image_id=scene_id(split, index), split=split, tag=False)
+    rng = _rng(seed, split, index, _STREAM_LAYOUT)
+    size = LANDSCAPE if rng.random() < BIAS_RATES["p_landscape"] else PORTRAIT
+    first = SCENE_CLASSES[int(rng.integers(len(SCENE_CLASSES)))]
+    classes: tuple[str, ...] = (first,)
+    if rng.random() < BIAS_RATES["p_two_objects"]:
+        others = [c for c in SCENE_CLASSES if c != first]
+        classes = (first, others[int(rng.integers(len(others)))])
+    if rng.random() < BIAS_RATES["p_context"]:
+        background = CONTEXT[first]
+    else:
+        background = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+    p_tag = BIAS_RATES["p_tag_horse"] if "horse" in classes else BIAS_RATES["p_tag_other"]
+    tag = bool(rng.random() < p_tag)
+    image_id = scene_id(split, index)
+    return SceneLayout(image_id=image_id, split=split, index=int(index), source_id=image_id,
+                       width=size[0], height=size[1], classes=classes, background=background, tag=tag)
+
+
+# ----------------------------------------------------------------------------- backgrounds
+
+def _smooth_noise(rng: np.random.Generator, w: int, h: int, cell: int) -> np.ndarray:
+    """Bilinearly upsampled uniform noise in [0, 1], feature size about ``cell`` pixels."""
+    small = rng.random((h // cell + 2, w // cell + 2)).astype(np.float32)
+    im = Image.fromarray(small, mode="F").resize((w + 2 * cell, h + 2 * cell), Image.BILINEAR)
+    return np.asarray(im)[cell:cell + h, cell:cell + w]
+
+
+def _vgrad(top: Sequence[float], bottom: Sequence[float], h: int, w: int) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
+    img = (1 - t) * np.asarray(top, np.float32) + t * np.asarray(bottom, np.float32)
+    return np.broadcast_to(img, (h, w, 3)).copy()
+
+
+def _jitter(rng: np.random.Generator, rgb: Sequence[float], amount: float) -> np.ndarray:
+    return np.clip(np.asarray(rgb, np.float32) * rng.uniform(1 - amount, 1 + amount), 0, 255)
+
+
+def _bg_sky(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    img = _vgrad(_jitter(rng, (60, 120, 205), 0.12), _jitter(rng, (185, 212, 240), 0.05), h, w)
+    clouds = Image.new("L", (w, h), 0)
+    d = ImageDraw.Draw(clouds)
+    for _ in range(int(rng.integers(1, 5))):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h * 0.8)
+        for _ in range(int(rng.integers(3, 6))):
+            rx, ry = rng.uniform(6, 18), rng.uniform(4, 9)
+            ox, oy = rng.normal(0, 9), rng.normal(0, 3)
+            d.ellipse([cx + ox - rx, cy + oy - ry, cx + ox + rx, cy + oy + ry], fill=int(rng.integers(170, 240)))
+    m = np.asarray(clouds.filter(ImageFilter.GaussianBlur(2.5)), np.float32)[..., None] / 255.0
+    img = img * (1 - m) + np.float32(248) * m
+    return img + 1.5 * rng.standard_normal((h, w, 1), dtype=np.float32)
+
+
+def _bg_water(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    img = _vgrad(_jitter(rng, (45, 110, 150), 0.12), _jitter(rng, (15, 55, 95), 0.12), h, w)
+    y = np.arange(h, dtype=np.float32)[:, None]
+    x = np.arange(w, dtype=np.float32)[None, :]
+    lam = 3.0 + 5.0 * y / h
+    phase = 2 * np.pi * (y / lam) * 0.5 + 1.4 * np.sin(2 * np.pi * x / rng.uniform(18, 35) + rng.uniform(0, 6.3)
+                                                       + 0.3 * y)
+    s = np.sin(phase)
+    crest = np.clip(s - 0.55, 0, None) / 0.45
+    trough = np.clip(-s - 0.7, 0, None) / 0.3
+    img = img + (crest * 70)[..., None] - (trough * 20)[..., None]
+    return img + 2.0 * rng.standard_normal((h, w, 1), dtype=np.float32)
+
+
+def _bg_road(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    g = rng.uniform(85, 120)
+    img = np.full((h, w, 3), g, np.float32) + np.array([0, 0, 4], np.float32)
+    img += (7 * rng.standard_normal((h, w), dtype=np.float32) + 10 * _smooth_noise(rng, w, h, 12))[..., None]
+    kerb = int(h * rng.uniform(0.12, 0.3))
+    img[:kerb] = np.float32(rng.uniform(150, 175)) + 3 * rng.standard_normal((kerb, w, 1), dtype=np.float32)
+    img[:kerb, ::int(rng.integers(10, 16))] -= 40                       # paving joints
+    img[kerb:kerb + 2] = 200
+    lane = int(rng.uniform(0.55, 0.75) * h)
+    period, dash = int(rng.integers(16, 26)), int(rng.integers(8, 13))
+    on = (np.arange(w) + int(rng.integers(period))) % period < dash
+    img[lane:lane + 2, on] = (235, 235, 225)
+    edge = min(h - 3, lane + int(rng.uniform(0.18, 0.3) * h))
+    img[edge:edge + 2] = (230, 190, 40) if rng.random() < 0.5 else (235, 235, 230)
+    return img
+
+
+def _bg_grass(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    base = _jitter(rng, (70, 135, 45), 0.15)
+    streak = np.asarray(Image.fromarray(rng.random((max(h // 5, 2), w)).astype(np.float32), mode="F")
+                        .resize((w, h), Image.BILINEAR))
+    patches = _smooth_noise(rng, w, h, 20)
+    light = 0.75 + 0.3 * patches + 0.25 * (streak - 0.5) + 0.06 * rng.standard_normal((h, w), dtype=np.float32)
+    img = base * light[..., None]
+    img[..., 1] += 6 * rng.standard_normal((h, w), dtype=np.float32)
+    return img
+
+
+def _bg_indoor(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    hue, sat, val = rng.random(), rng.uniform(0.12, 0.35), rng.uniform(0.72, 0.9)
+    wall = np.array(colorsys.hsv_to_rgb(hue, sat, val), np.float32) * 255
+    floor_y = int(h * rng.uniform(0.58, 0.78))
+    img = _vgrad(wall * 1.05, wall * 0.9, h, w)
+    wood = _jitter(rng, (150, 100, 60), 0.15)
+    fh = h - floor_y
+    plank = np.arange(fh)[:, None] % int(rng.integers(5, 8)) == 0
+    img[floor_y:] = wood * (0.85 + 0.15 * _smooth_noise(rng, w, fh, 6))[..., None]
+    img[floor_y:][np.broadcast_to(plank, (fh, w))] *= 0.7
+    img[floor_y - 3:floor_y] = 235                                        # skirting board
+    if rng.random() < 0.6:                                                # picture frame / window
+        fw, fhh = int(rng.integers(18, 34)), int(rng.integers(14, 26))
+        x0, y0 = int(rng.integers(2, max(3, w - fw - 2))), int(rng.integers(4, max(5, floor_y - fhh - 6)))
+        img[y0:y0 + fhh, x0:x0 + fw] = (60, 45, 35)
+        img[y0 + 2:y0 + fhh - 2, x0 + 2:x0 + fw - 2] = np.array(colorsys.hsv_to_rgb(rng.random(), 0.4, 0.8)) * 255
+    return img + 1.5 * rng.standard_normal((h, w, 1), dtype=np.float32)
+
+
+_BACKGROUND_FN = {"sky": _bg_sky, "water": _bg_water, "road": _bg_road, "grass": _bg_grass,
+                  "indoor": _bg_indoor}
+
+
+def render_background(name: str, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A (height, width, 3) float32 background texture in 0..255."""
+    if name not in _BACKGROUND_FN:
+        raise ValueError(f"unknown background {name!r}; expected one of {BACKGROUNDS}")
+    return _BACKGROUND_FN[name](rng, width, height)
+
+
+# ----------------------------------------------------------------------------- objects
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32) * 255
+
+
+def _palette(name: str, rng: np.random.Generator) -> dict[int, np.ndarray]:
+    """Colours of the parts; BODY carries the colour bias."""
+    glass, dark, light = _hsv(0.58, 0.25, 0.35), np.array([30, 28, 28], np.float32), \
+        np.array([225, 225, 215], np.float32)
+    if name == "bus":
+        body = np.array(BUS_YELLOW, np.float32) * rng.uniform(0.92, 1.04)
+        glass = _hsv(0.58, 0.3, 0.3)
+        accent = body
+    elif name == "car":
+        body = _hsv(rng.random(), rng.uniform(0.6, 0.9), rng.uniform(0.5, 0.9))
+        accent = body
+    elif name == "aeroplane":
+        body = _hsv(rng.random(), rng.uniform(0.0, 0.08), rng.uniform(0.82, 0.96))
+        accent = _hsv(rng.random(), rng.uniform(0.5, 0.85), rng.uniform(0.4, 0.8))
+        glass = np.array([40, 45, 60], np.float32)
+    elif name == "boat":
+        body = _hsv(rng.random(), rng.uniform(0.5, 0.85), rng.uniform(0.35, 0.85))
+        accent = _hsv(0.1, 0.05, rng.uniform(0.88, 0.97))
+    elif name == "horse":
+        choices = ((135, 72, 35), (95, 55, 30), (40, 34, 32), (150, 148, 145), (200, 160, 95))
+        body = np.array(choices[int(rng.integers(len(choices)))], np.float32) * rng.uniform(0.9, 1.08)
+        dark = body * 0.45
+        accent = body
+    elif name == "sheep":
+        body = np.array((232, 226, 208), np.float32) * rng.uniform(0.9, 1.03)
+        dark = np.array((45, 38, 34), np.float32) * rng.uniform(0.8, 1.6)
+        accent = body
+    else:
+        raise ValueError(f"unknown scene class {name!r}")
+    return {BODY: np.clip(body, 0, 255), DARK: dark, GLASS: glass, ACCENT: accent, LIGHT: light}
+
+
+def _wool(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Curly, high-frequency wool texture (multiplicative, about 0.65..1.1)."""
+    y = np.arange(h, dtype=np.float32)[:, None] + rng.uniform(0, 10)
+    x = np.arange(w, dtype=np.float32)[None, :] + rng.uniform(0, 10)
+    curls = np.sin(1.9 * x + 2.2 * np.sin(1.3 * y)) * np.cos(1.7 * y + 2.0 * np.cos(1.1 * x))
+    return (0.86 + 0.14 * curls + 0.07 * rng.standard_normal((h, w), dtype=np.float32)).astype(np.float32)
+
+
+@dataclass
+class _Layer:
+    obj: SceneObject
+    y0: int
+    x0: int
+    colour: np.ndarray  # (h, w, 3) premultiplied
+    alpha: np.ndarray   # (h, w)
+
+
+_SS = 3  # supersampling factor of the polygon rasteriser
+
+
+def _transform(parts: list, mirror: bool, tilt_deg: float) -> tuple[list, np.ndarray, np.ndarray]:
+    pts = np.vstack([p for _, p in parts])
+    centre = (pts.min(0) + pts.max(0)) / 2
+    t = np.deg2rad(tilt_deg)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    out = []
+    for pid, p in parts:
+        q = p - centre
+        if mirror:
+            q = q * np.array([-1.0, 1.0])
+        out.append((pid, q @ rot.T))
+    allp = np.vstack([p for _, p in out])
+    return out, allp.min(0), allp.max(0)
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return max(w, 0.0) * max(h, 0.0)
+
+
+def _render_object(name: str, rng: np.random.Generator, width: int, height: int,
+                   frac: tuple[float, float], avoid: tuple[float, float, float, float] | None) -> _Layer:
+    parts = SHAPES[name](rng)
+    mirror = bool(rng.random() < 0.5)
+    tilt = float(np.clip(rng.normal(0, _MAX_TILT[name] / 2), -_MAX_TILT[name], _MAX_TILT[name]))
+    parts, lo, hi = _transform(parts, mirror, tilt)
+    ext = hi - lo
+    margin = 2.0
+    scale = rng.uniform(*frac) * min((width - 2 * margin) / ext[0], (height - 2 * margin) / ext[1])
+    ow, oh = ext * scale
+    cands = [(rng.uniform(margin, width - margin - ow), rng.uniform(margin, height - margin - oh))
+             for _ in range(8 if avoid is not None else 1)]
+    if avoid is not None:
+        cands.sort(key=lambda c: _overlap((c[0], c[1], c[0] + ow, c[1] + oh), avoid))
+    ox, oy = cands[0]
+    x0, y0 = int(np.floor(ox)), int(np.floor(oy))
+    cw, ch = min(int(np.ceil(ox + ow)) + 1, width) - x0, min(int(np.ceil(oy + oh)) + 1, height) - y0
+    canvas = Image.new("L", (cw * _SS, ch * _SS), 0)
+    draw = ImageDraw.Draw(canvas)
+    shift = np.array([ox - x0, oy - y0])
+    for pid, p in parts:
+        q = ((p - lo) * scale + shift) * _SS
+        draw.polygon([tuple(v) for v in q.tolist()], fill=pid)
+    lab = np.asarray(canvas)
+    pal = _palette(name, rng)
+    yy = np.linspace(0, 1, ch, dtype=np.float32)[:, None]
+    xx = np.linspace(-0.5, 0.5, cw, dtype=np.float32)[None, :]
+    shade = (1.12 - 0.32 * yy + rng.uniform(-0.15, 0.15) * xx).astype(np.float32)
+    colour = np.zeros((ch, cw, 3), np.float32)
+    alpha = np.zeros((ch, cw), np.float32)
+    for pid in sorted({pid for pid, _ in parts}):
+        hit = (lab == pid).view(np.uint8) * np.uint8(255)
+        cov = np.asarray(Image.fromarray(hit).reduce(_SS), np.float32) * np.float32(1 / 255)
+        tex = shade * _wool(rng, ch, cw) if (name == "sheep" and pid == BODY) else shade
+        colour += (cov * tex)[..., None] * pal[int(pid)]
+        alpha += cov
+    ys, xs = np.nonzero(alpha > 0.35)
+    box = (x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1)
+    body = pal[BODY]
+    r, g, b = (np.clip(body, 0, 255) / 255).tolist()
+    hexcol = "#%02x%02x%02x" % tuple(int(round(c * 255)) for c in (r, g, b))
+    hue = round(colorsys.rgb_to_hsv(r, g, b)[0] * 360.0, 1)
+    obj = SceneObject(name=name, box=box, colour=hexcol, hue=hue, pose="Left" if mirror else "Right")
+    return _Layer(obj, y0, x0, colour, np.clip(alpha, 0, 1))
+
+
+def _render_objects(layout: SceneLayout, rng: np.random.Generator) -> list[_Layer]:
+    two = len(layout.classes) > 1
+    frac = (0.35, 0.62) if two else (0.45, 0.9)
+    layers: list[_Layer] = []
+    for name in layout.classes:
+        avoid = tuple(float(v) for v in layers[0].obj.box) if layers else None
+        layers.append(_render_object(name, rng, layout.width, layout.height, frac, avoid))
+    return layers
+
+
+def _composite(background: np.ndarray, layers: Sequence[_Layer]) -> np.ndarray:
+    img = background.copy()
+    for L in layers:
+        h, w = L.alpha.shape
+        region = img[L.y0:L.y0 + h, L.x0:L.x0 + w]
+        region *= (1 - L.alpha)[..., None]
+        region += L.colour
+    return img
+
+
+# ----------------------------------------------------------------------------- the tag
+
+_GLYPHS = {
+    "©": [".#####.", "#.....#", "#.###.#", "#.#...#", "#.###.#", "#.....#", ".#####."],
+    "l": ["##.", ".#.", ".#.", ".#.", ".#.", ".#.", "###"],
+    "r": ["....", "....", "#.##", "##..", "#...", "#...", "#..."],
+    "p": ["....", "###.", "#..#", "#..#", "###.", "#...", "#..."],
+    " ": ["..", "..", "..", "..", "..", "..", ".."],
+}
+TAG_TEXT = "© lrp"
+
+
+def _tag_bitmap(text: str = TAG_TEXT) -> np.ndarray:
+    cols = []
+    for ch in text:
+        g = np.array([[c == "#" for c in row] for row in _GLYPHS[ch]], bool)
+        cols += [g, np.zeros((7, 1), bool)]
+    return np.hstack(cols[:-1])
+
+
+_TAG = _tag_bitmap()
+
+
+def tag_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """Box (0-based, half-open) of the copyright tag in a ``width`` x ``height`` image."""
+    th, tw = _TAG.shape
+    return (2, height - 2 - (th + 4), 2 + tw + 4, height - 2)
+
+
+def _draw_tag(img: np.ndarray) -> tuple[int, int, int, int]:
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = tag_box(w, h)
+    img[y0:y1, x0:x1] = (238, 238, 230)
+    img[y0:y1, x0] = img[y0:y1, x1 - 1] = img[y0, x0:x1] = img[y1 - 1, x0:x1] = (170, 170, 165)
+    region = img[y0 + 2:y1 - 2, x0 + 2:x1 - 2]
+    region[_TAG] = (30, 30, 35)
+    return (x0, y0, x1, y1)
+
+
+# ----------------------------------------------------------------------------- scenes
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _render_family(seed: int, split: str, index: int, with_twins: bool) -> list[Scene]:
+    """Render ``(split, index)``; for a test image with ``with_twins`` also its counterfactuals."""
+    layout = sample_layout(seed, split, index)
+    obj_rng = _rng(seed, split, index, _STREAM_OBJECTS)
+    layers = _render_objects(layout, obj_rng)
+    bg = render_background(layout.background, _rng(seed, split, index, _STREAM_BACKGROUND),
+                           layout.width, layout.height)
+    plain = _composite(bg, layers)
+    layouts = [layout]
+    images = [plain]
+    if with_twins:
+        sw = sample_layout(seed, "test_swapped", index)
+        bg2 = render_background(sw.background, _rng(seed, "test_swapped", index, _STREAM_BACKGROUND),
+                                sw.width, sw.height)
+        layouts += [sw, sample_layout(seed, "test_untagged", index)]
+        images += [_composite(bg2, layers), plain]
+    masks = []
+    for L in layers:
+        m = np.zeros((layout.height, layout.width), np.float32)
+        h, w = L.alpha.shape
+        m[L.y0:L.y0 + h, L.x0:L.x0 + w] = L.alpha
+        masks.append(m)
+    scenes = []
+    for lay, img in zip(layouts, images):
+        out = _to_uint8(img)
+        box = _draw_tag(out) if lay.tag else None
+        scenes.append(Scene(lay, out, [L.obj for L in layers], box, masks))
+    return scenes
+
+
+def render_scene(seed: int, split: str, index: int) -> Scene:
+    """Render one image of any split (``train``, ``val``, ``test``, ``test_swapped``,
+    ``test_untagged``) in memory, exactly as ``generate_scenes`` writes it (before JPEG)."""
+    if split in COUNTERFACTUAL_SPLITS:
+        fam = _render_family(seed, "test", index, with_twins=True)
+        return fam[1] if split == "test_swapped" else fam[2]
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS + COUNTERFACTUAL_SPLITS}")
+    return _render_family(seed, split, index, with_twins=False)[0]
+
+
+_BIAS_COLUMNS = ["image_id", "split", "source_id", "index", "orientation", "width", "height",
+                 "background", "context_class", "context_match", "tag", "tag_xmin", "tag_ymin",
+                 "tag_xmax", "tag_ymax", "n_objects", "object_index", "class", "colour", "hue",
+                 "pose", "xmin", "ymin", "xmax", "ymax", "object_context_match"]
+
+
+def _bias_rows(scene: Scene) -> list[list[Any]]:
+    lay = scene.layout
+    tb = scene.tag_box or ("", "", "", "")
+    rows = []
+    for k, o in enumerate(scene.objects):
+        rows.append([lay.image_id, lay.split, lay.source_id, lay.index, lay.orientation, lay.width,
+                     lay.height, lay.background, lay.classes[0], lay.context_match, int(lay.tag), *tb,
+                     len(scene.objects), k, o.name, o.colour, f"{o.hue:.1f}", o.pose, *o.box,
+                     lay.background == CONTEXT[o.name]])
+    return rows
+
+
+def _encode_jpeg(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=False)
+    return buf.getvalue()
+
+
+def _job(args: tuple[str, int, str, int, bool]) -> list[tuple[str, str, list[VOCObject], list[list[Any]]]]:
+    """Worker: render one image (and its twins), write JPEG + XML, return index/sidecar records."""
+    folder, seed, split, index, twins = args
+    out = []
+    for sc in _render_family(seed, split, index, with_twins=twins):
+        lay = sc.layout
+        objs = [VOCObject(o.name, tuple(float(v) for v in o.box), pose=o.pose) for o in sc.objects]
+        (Path(folder) / "JPEGImages" / f"{lay.image_id}.jpg").write_bytes(_encode_jpeg(sc.image))
+        (Path(folder) / "Annotations" / f"{lay.image_id}.xml").write_text(
+            annotation_xml(lay.image_id, (lay.width, lay.height), objs, database="lrpkit bias-zoo"))
+        out.append((lay.image_id, lay.split, objs, _bias_rows(sc)))
+    return out
+
+
+def _check_target(root: Path, overwrite: bool) -> None:
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"scene root {root} exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise FileExistsError(f"scene root {root} already exists and is not empty; "
+                              f"pass overwrite=True to replace it")
+
+
+def _map(jobs: list, n_jobs: int, progress: bool, total: int) -> Iterator[list]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="bias-zoo scenes", unit="img", disable=not progress)
+    try:
+        if n_jobs <= 1:
+            for j in jobs:
+                res = _job(j)
+                bar.update(len(res))
+                yield res
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as ex:
+            for res in ex.map(_job, jobs, chunksize=16):
+                bar.update(len(res))
+                yield res
+    finally:
+        bar.close()
+
+
+def generate_scenes(root: str | os.PathLike, n_train: int = 2000, n_val: int = 500, n_test: int = 1000,
+                    seed: int = 0, progress: bool = True, overwrite: bool = False,
+                    n_jobs: int | None = None) -> Path:
+    """Write the bias-zoo scene set (VOC2007 layout, see the module docstring) to ``root``.
+
+    The set is generated in a temporary folder beside ``root`` and renamed into place at the
+    end.  An existing non-empty ``root`` raises ``FileExistsError`` unless ``overwrite=True``.
+    ``n_jobs`` worker processes (default: the CPU count, at most 8; small sets run in-process)
+    do not change the output.  Returns ``root``.
+    """
+    for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
+    root = Path(root).expanduser().absolute()
+    _check_target(root, overwrite)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    counts = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
+    total = sum(counts.values()) + 2 * counts["test"]
+    if n_jobs is None:
+        n_jobs = min(os.cpu_count() or 1, 8) if total >= 200 else 1
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        for sub in ("JPEGImages", "Annotations"):
+            (tmp / sub).mkdir()
+        jobs = [(str(tmp), int(seed), s, i, s == "test") for s in SPLITS for i in range(counts[s])]
+        split_ids: dict[str, list[str]] = {s: [] for s in SPLITS + COUNTERFACTUAL_SPLITS}
+        objects: dict[str, list[VOCObject]] = {}
+        rows: list[list[Any]] = []
+        for family in _map(jobs, max(1, int(n_jobs)), progress, total):
+            for image_id, split, objs, r in family:
+                split_ids[split].append(image_id)
+                objects[image_id] = objs
+                rows += r
+        splits = {"train": split_ids["train"], "val": split_ids["val"],
+                  "trainval": split_ids["train"] + split_ids["val"], "test": split_ids["test"],
+                  "test_swapped": split_ids["test_swapped"], "test_untagged": split_ids["test_untagged"]}
+        write_image_sets(tmp, splits, objects, SCENE_CLASSES)
+        order = {s: k for k, s in enumerate(SPLITS + COUNTERFACTUAL_SPLITS)}
+        rows.sort(key=lambda r: (order[r[1]], r[3], r[16]))
+        _write_csv(tmp / "bias.csv", rows)
+        (tmp / SCENE_MARKER).write_text(json.dumps(_marker(seed, counts), indent=2, sort_keys=True) + "\n")
+        _swap_into_place(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+def _write_csv(path: Path, rows: Iterable[list[Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(_BIAS_COLUMNS)
+        w.writerows(rows)
+
+
+def _marker(seed: int, counts: dict[str, int]) -> dict[str, Any]:
+    return {"format": "lrpkit-scenes", "version": 1, "classes": list(SCENE_CLASSES),
+            "backgrounds": list(BACKGROUNDS), "context": CONTEXT, "bias_rates": BIAS_RATES,
+            "bus_colour": "#%02x%02x%02x" % BUS_YELLOW, "seed": int(seed), "counts": counts,
+            "params": {"seed": int(seed), **{f"n_{k}": v for k, v in counts.items()}},
+            "splits": ["train", "val", "trainval", "test", *COUNTERFACTUAL_SPLITS],
+            "jpeg": {"quality": JPEG_QUALITY, "subsampling": "4:4:4"},
+            "python_boxes": "0-based half-open (x0, y0, x1, y1); XML is VOC 1-based inclusive"}
+
+
+def _swap_into_place(tmp: Path, root: Path) -> None:
+    old = None
+    if root.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+        os.replace(root, old / "x")
+    os.replace(tmp, root)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_bias(root: str | os.PathLike) -> "pd.DataFrame":
+    """The sidecar ``bias.csv`` of a generated scene set as a pandas DataFrame (one row per object)."""
+    import pandas as pd
+
+    path = resolve_voc_root(root) / "bias.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no bias.csv in {path.parent} (not a generated scene set?)")
+    df = pd.read_csv(path, dtype={"image_id": str, "split": str, "source_id": str, "colour": str})
+    df["context_match"] = df["context_match"].astype(bool)
+    df["object_context_match"] = df["object_context_match"].astype(bool)
+    for c in ("tag_xmin", "tag_ymin", "tag_xmax", "tag_ymax"):
+        df[c] = df[c].astype("Int64")
+    return df

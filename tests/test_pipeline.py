@@ -1,0 +1,58 @@
+"""End to end: `lrpkit all` on the smoke config (tiny data, tiny models, every notebook)."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lrpkit import cli
+from lrpkit.config import load_config, project_root
+from lrpkit.results import open_dataset
+
+NOTEBOOKS = sorted(p.stem for p in (project_root() / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    raw = yaml.safe_load((project_root() / "configs" / "smoke.yaml").read_text())
+    raw["paths"] = {"scenes": str(root / "scenes"), "models": str(root / "models"),
+                    "reports": str(root / "reports")}
+    cfg_path = root / "smoke.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    rc = cli.main(["all", "--config", str(cfg_path)])
+    return rc, root, cfg_path
+
+
+def test_main_job_runs_every_notebook_into_html_and_netcdf(smoke):
+    rc, root, _ = smoke
+    rep = root / "reports"
+    index = (rep / "index.html").read_text()
+    assert NOTEBOOKS, "no notebooks found"
+    for name in NOTEBOOKS:
+        assert (rep / f"{name}.html").stat().st_size > 10_000, name
+        assert f'href="{name}.html"' in index
+        ds = open_dataset(rep / f"{name}.nc")
+        assert ds.attrs["lrpkit_version"] and len(ds.data_vars) > 0
+    assert "0 failed" in index, index
+    assert rc == 0
+
+
+def test_models_and_data_land_where_the_config_says(smoke):
+    _, root, _ = smoke
+    assert (root / "scenes" / "lrpkit_scenes.json").is_file()
+    assert (root / "models" / "cnn" / "cnn.pt").is_file()
+
+
+def test_second_run_reuses_data_and_models(smoke, capsys):
+    _, root, cfg_path = smoke
+    cfg = load_config(cfg_path)
+    assert cli.scenes_current(cfg)
+    cli.step_data(cfg)
+    cli.step_train(cfg)
+    out = capsys.readouterr().out
+    assert "up to date" in out and "CNN present" in out
+
+
+def test_cli_rejects_missing_config(tmp_path, capsys):
+    assert cli.main(["data", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
