@@ -33,8 +33,12 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                                suffix=suffix if suffix is not None else (path.suffix or ".tmp"))
     os.close(fd)
     tmp = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp makes 0600 files; give the usual permissions
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

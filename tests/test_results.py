@@ -51,3 +51,16 @@ def test_errors_name_the_problem(tmp_path):
         open_dataset(tmp_path / "missing.nc")
     with pytest.raises(TypeError, match="xarray.Dataset"):
         save_dataset({"a": 1}, tmp_path / "x.nc")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644

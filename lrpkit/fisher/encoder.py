@@ -1,0 +1,512 @@
+"""Fisher-vector pipeline: dense SIFT -> PCA -> diagonal GMM -> improved FV -> linear SVMs.
+
+Layout and normalisation (paper 000, App. A, eq. 12-13) follow
+``skimage.feature.fisher_vector`` exactly, so that
+``improve(fv_contributions(l, gmm).mean(0)) == skimage.feature.fisher_vector(l, gmm, improved=True)``
+(tested to 1e-6).  For ``K`` components and ``D`` PCA dimensions the FV has
+``K (1 + 2 D)`` entries::
+
+    [ Psi_pi_1 .. Psi_pi_K | Psi_mu_1 (D) .. Psi_mu_K (D) | Psi_sigma_1 (D) .. Psi_sigma_K (D) ]
+
+with, per local feature ``l`` and posterior ``gamma_k(l)`` (``sigma_k^2`` = ``gmm.covariances_``):
+
+* ``Psi_pi_k(l)    = (gamma_k(l) - pi_k) / sqrt(pi_k)``                               (eq. 1/12)
+* ``Psi_mu_k(l)    = gamma_k(l) / sqrt(pi_k) * (l - mu_k) / sigma_k``                 (eq. 2/12)
+* ``Psi_sigma_k(l) = -gamma_k(l) / sqrt(2 pi_k) * ((l - mu_k)^2 / sigma_k^2 - 1)``   (eq. 3/12)
+
+The sigma block carries skimage's sign, the **opposite** of paper eq. 3; a linear SVM learns the
+flipped weights, and FV-LRP is unchanged by a sign flip of a dimension (``R3_d`` and the ratios
+``m_d(l) / sum_l' m_d(l')`` of eq. 20-23 are invariant).
+
+The **raw FV** of an image is the **mean** over its local features (App. A "mapping
+aggregation"); the **improved FV** is ``improve(raw) = sign(raw) |raw|^0.5 / ||.||_2``.
+
+API for local-feature resampling (paper 000, App. D, Algorithm 1)::
+
+    feats, frames = clf.encoder_.local_features(image)     # (M, D) PCA-reduced, Frames
+    psi = fv_contributions(feats, clf.encoder_.gmm_)         # (M, K (1 + 2D)); raw FV = psi.mean(0)
+    x0 = psi.mean(0)
+    x1 = x0 + (fv_contributions(l_new, gmm)[0] - psi[i]) / M # Algorithm 1, line 6
+    scores = clf.score_fv(improve(x1))                       # (1, classes)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
+from sklearn.mixture import GaussianMixture
+
+from .sift import Frames, as_image_list, dense_sift
+
+__all__ = ["FisherVectorEncoder", "FisherVectorClassifier", "fv_contributions", "raw_fisher_vector",
+           "improve", "posteriors", "fit_fisher_from_config", "load_fisher", "save_fisher",
+           "evaluate", "load_split"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fisher-vector algebra (eq. 12-13)
+# ---------------------------------------------------------------------------------------------
+def _check_gmm(gmm: Any) -> None:
+    if not isinstance(gmm, GaussianMixture):
+        raise TypeError(f"gmm must be a sklearn GaussianMixture, got {type(gmm).__name__}")
+    if getattr(gmm, "covariance_type", None) != "diag":
+        raise ValueError(f"gmm must have covariance_type='diag', got {gmm.covariance_type!r}")
+    if not hasattr(gmm, "means_"):
+        raise NotFittedError("gmm is not fitted")
+
+
+def _check_feats(feats: Any, gmm: GaussianMixture, name: str = "feats") -> np.ndarray:
+    f = np.asarray(feats, dtype=np.float64)
+    if f.ndim != 2 or f.shape[1] != gmm.means_.shape[1]:
+        raise ValueError(f"{name} must be (M, {gmm.means_.shape[1]}), got shape {f.shape}")
+    if f.shape[0] == 0:
+        raise ValueError(f"{name} is empty (no local features)")
+    if not np.isfinite(f).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return f
+
+
+def _posteriors(f: np.ndarray, gmm: GaussianMixture) -> np.ndarray:
+    """``gmm.predict_proba`` in one ``(M, 2D) x (2D, K)`` product (features already checked)."""
+    prec = 1.0 / gmm.covariances_
+    mu = gmm.means_
+    W = np.concatenate([prec, -2.0 * mu * prec], 1)                       # (K, 2D)
+    const = (np.log(gmm.weights_) - 0.5 * (np.sum(mu * mu * prec, 1) + np.sum(np.log(gmm.covariances_), 1)
+                                           + mu.shape[1] * np.log(2 * np.pi)))
+    logp = np.concatenate([f * f, f], 1) @ W.T
+    logp *= -0.5
+    logp += const
+    logp -= logp.max(1, keepdims=True)
+    np.exp(logp, out=logp)
+    logp /= logp.sum(1, keepdims=True)
+    return logp
+
+
+def posteriors(feats: np.ndarray, gmm: GaussianMixture) -> np.ndarray:
+    """Soft assignments ``gamma_k(l)`` ``(M, K)`` (equal to ``gmm.predict_proba``)."""
+    _check_gmm(gmm)
+    return _posteriors(_check_feats(feats, gmm), gmm)
+
+
+def _stats(g: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sum_l gamma``, ``gamma^T l``, ``gamma^T l^2`` in one product."""
+    D = f.shape[1]
+    s12 = g.T @ np.concatenate([f, f * f], 1)
+    return g.sum(0), s12[:, :D], s12[:, D:]
+
+
+def fv_contributions(feats: np.ndarray, gmm: GaussianMixture) -> np.ndarray:
+    """Per-feature raw FV embeddings ``Psi_lambda(l)`` ``(M, K (1 + 2 D))`` (eq. 12-13).
+
+    The raw FV of the image is their **mean** over the ``M`` features; :func:`improve` of that
+    mean equals ``skimage.feature.fisher_vector(feats, gmm, improved=True)``.  This
+    materialises ``M x K(1+2D)`` numbers: use it for a few features at a time (resampling),
+    not for whole images (use :func:`raw_fisher_vector`).
+    """
+    _check_gmm(gmm)
+    f = _check_feats(feats, gmm)
+    g = _posteriors(f, gmm)
+    pi, mu, var = gmm.weights_, gmm.means_, gmm.covariances_
+    sq = np.sqrt(pi)
+    u = (f[:, None, :] - mu[None]) / np.sqrt(var)[None]                      # (M, K, D)
+    gt = (g / sq)[:, :, None]
+    psi_pi = (g - pi) / sq
+    psi_mu = gt * u
+    psi_sig = -gt * (u * u - 1.0) / np.sqrt(2.0)
+    M = f.shape[0]
+    return np.concatenate([psi_pi, psi_mu.reshape(M, -1), psi_sig.reshape(M, -1)], 1)
+
+
+def _raw_from_stats(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, n: int,
+                    gmm: GaussianMixture) -> np.ndarray:
+    """Raw FV from the sums ``s0 = sum gamma``, ``s1 = gamma^T l``, ``s2 = gamma^T l^2``."""
+    pi, mu, var = gmm.weights_, gmm.means_, gmm.covariances_
+    sq = np.sqrt(pi)
+    p0, p1, p2 = s0 / n, s1 / n, s2 / n
+    d_pi = (p0 - pi) / sq
+    d_mu = (p1 - p0[:, None] * mu) / (sq[:, None] * np.sqrt(var))
+    d_sig = (-p2 - p0[:, None] * mu ** 2 + p0[:, None] * var + 2 * p1 * mu) / (np.sqrt(2.0) * sq[:, None] * var)
+    return np.concatenate([d_pi, d_mu.ravel(), d_sig.ravel()])
+
+
+def raw_fisher_vector(feats: np.ndarray, gmm: GaussianMixture,
+                      gamma: np.ndarray | None = None) -> np.ndarray:
+    """Raw FV ``x = 1/|L| sum_l Psi_lambda(l)`` of one image ``(K (1 + 2D),)`` in O(M K D)."""
+    _check_gmm(gmm)
+    f = _check_feats(feats, gmm)
+    g = _posteriors(f, gmm) if gamma is None else gamma
+    return _raw_from_stats(*_stats(g, f), f.shape[0], gmm)
+
+
+def improve(raw_fv: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Improved FV: power normalisation ``sign(x)|x|^alpha`` then L2 (App. A; batched on rows).
+
+    Works on one FV ``(dims,)`` or a batch ``(N, dims)``; an all-zero FV stays zero.
+    """
+    x = np.asarray(raw_fv, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError("raw_fv contains NaN or infinite values")
+    y = np.sign(x) * np.abs(x) ** alpha
+    n = np.linalg.norm(y, axis=-1, keepdims=True)
+    return y / np.where(n > 0, n, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoder
+# ---------------------------------------------------------------------------------------------
+class FisherVectorEncoder(TransformerMixin, BaseEstimator):
+    """Images -> improved Fisher vectors (dense SIFT, PCA, diagonal GMM; paper 000 Sec. 4).
+
+    Parameters
+    ----------
+    bin_sizes, step, magnif, contrast_threshold : dense SIFT (see :mod:`lrpkit.fisher.sift`).
+    pca_dim : ``D``, PCA dimensions of the local features (paper: 80).
+    n_components : ``K``, GMM components.
+    n_samples : at most this many SIFT descriptors (sampled evenly from the training images)
+        fit the PCA and the GMM.
+    max_fit_images : SIFT for the PCA / GMM sample is taken from at most this many training
+        images (a seeded random subset; ``None``: all).
+    gmm_max_iter, reg_covar : GaussianMixture settings.
+    batch_size : images per posterior batch in :meth:`transform`.
+    random_state : seed for sampling, PCA and GMM.
+
+    Images are ``(N, 3, H, W)`` tensors / arrays in [0, 1] RGB, or lists of images of different
+    sizes (``(3, H, W)``, ``(H, W, 3)``, uint8 or PIL).  Fitted attributes: ``pca_``, ``gmm_``.
+    """
+
+    def __init__(self, bin_sizes: Sequence[int] = (4, 6, 8), step: int = 3, magnif: float = 6.0,
+                 contrast_threshold: float = 0.005, pca_dim: int = 64, n_components: int = 64,
+                 n_samples: int = 200_000, max_fit_images: int | None = 500, gmm_max_iter: int = 100,
+                 reg_covar: float = 1e-4, batch_size: int = 32, random_state: int | None = 0):
+        self.bin_sizes = bin_sizes
+        self.step = step
+        self.magnif = magnif
+        self.contrast_threshold = contrast_threshold
+        self.pca_dim = pca_dim
+        self.n_components = n_components
+        self.n_samples = n_samples
+        self.max_fit_images = max_fit_images
+        self.gmm_max_iter = gmm_max_iter
+        self.reg_covar = reg_covar
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    # -- SIFT ---------------------------------------------------------------------------------
+    def sift(self, image: Any) -> tuple[np.ndarray, Frames]:
+        """Dense SIFT ``(M, 128)`` and frames of one image with this encoder's settings."""
+        return dense_sift(image, bin_sizes=tuple(self.bin_sizes), step=self.step, magnif=self.magnif,
+                          contrast_threshold=self.contrast_threshold, dtype=np.float64)
+
+    def fit(self, images: Any, y: Any = None) -> "FisherVectorEncoder":
+        imgs = as_image_list(images)
+        rng = np.random.default_rng(self.random_state)
+        if self.max_fit_images is not None and len(imgs) > int(self.max_fit_images):
+            pick = np.sort(rng.choice(len(imgs), size=int(self.max_fit_images), replace=False))
+            imgs = [imgs[i] for i in pick]
+        per = max(1, int(np.ceil(self.n_samples / len(imgs))))
+        sample = []
+        for img in imgs:
+            d, _ = self.sift(img)
+            idx = rng.choice(d.shape[0], size=min(per, d.shape[0]), replace=False)
+            sample.append(d[idx])
+        X = np.concatenate(sample, 0)
+        if X.shape[0] < max(self.n_components, self.pca_dim) + 1:
+            raise ValueError(f"only {X.shape[0]} descriptors for a {self.pca_dim}-D PCA and "
+                             f"{self.n_components} GMM components; give more or larger images")
+        seed = None if self.random_state is None else int(self.random_state)
+        self.pca_ = PCA(n_components=int(self.pca_dim), whiten=False, random_state=seed).fit(X)
+        F = self.pca_.transform(X)
+        self.gmm_ = GaussianMixture(n_components=int(self.n_components), covariance_type="diag",
+                                    max_iter=int(self.gmm_max_iter), reg_covar=self.reg_covar,
+                                    random_state=seed).fit(F)
+        self.n_features_in_ = 3
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "gmm_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(images) first")
+
+    @property
+    def fv_dim(self) -> int:
+        """Length ``K (1 + 2 D)`` of the Fisher vector."""
+        self._check_fitted()
+        K, D = self.gmm_.means_.shape
+        return K * (1 + 2 * D)
+
+    def project(self, descriptors: np.ndarray) -> np.ndarray:
+        """PCA projection ``(s - mean) @ components.T`` (float64, no whitening)."""
+        self._check_fitted()
+        s = np.asarray(descriptors, dtype=np.float64)
+        return (s - self.pca_.mean_) @ self.pca_.components_.T
+
+    def local_features(self, image: Any) -> tuple[np.ndarray, Frames]:
+        """PCA-reduced local features ``(M, D)`` float64 and their :class:`Frames`."""
+        self._check_fitted()
+        d, frames = self.sift(image)
+        return self.project(d), frames
+
+    def raw_transform(self, images: Any) -> np.ndarray:
+        """Raw FVs ``(N, K (1 + 2 D))`` (means of :func:`fv_contributions`), batched."""
+        self._check_fitted()
+        imgs = as_image_list(images)
+        out = np.empty((len(imgs), self.fv_dim))
+        bs = max(1, int(self.batch_size))
+        for s in range(0, len(imgs), bs):
+            feats = [self.local_features(im)[0] for im in imgs[s:s + bs]]
+            G = _posteriors(np.concatenate(feats, 0), self.gmm_)     # one batched E-step
+            o = 0
+            for j, f in enumerate(feats):
+                g = G[o:o + f.shape[0]]
+                o += f.shape[0]
+                out[s + j] = _raw_from_stats(*_stats(g, f), f.shape[0], self.gmm_)
+        return out
+
+    def transform(self, images: Any) -> np.ndarray:
+        """Improved FVs ``(N, K (1 + 2 D))``."""
+        return improve(self.raw_transform(images))
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifier
+# ---------------------------------------------------------------------------------------------
+def _as_targets(Y: Any, n: int) -> np.ndarray:
+    if hasattr(Y, "detach"):
+        Y = Y.detach().cpu().numpy()
+    Y = np.asarray(Y)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape[0] != n:
+        raise ValueError(f"Y must be multi-hot (N={n}, classes), got shape {Y.shape}")
+    if not np.isfinite(Y.astype(np.float64)).all():
+        raise ValueError("Y contains NaN")
+    return (Y > 0).astype(np.int64)
+
+
+class FisherVectorClassifier(ClassifierMixin, BaseEstimator):
+    """One-vs-rest linear SVMs on improved Fisher vectors (paper 000 Sec. 4, App. B).
+
+    ``f_c(x) = w_c . Phi(x) + b_c`` with ``Phi`` the improved FV (power 0.5, L2), which is the
+    Hellinger-kernel SVM of App. B.
+
+    Parameters
+    ----------
+    encoder : a :class:`FisherVectorEncoder` (cloned in ``fit``); ``None`` for the default.
+    C : LinearSVC regularisation.  ``loss``, ``max_iter`` : LinearSVC settings.
+    class_names : optional names of the ``classes`` columns of ``Y``.
+    random_state : seed of the SVM solver.
+
+    Fitted: ``encoder_``, ``coef_`` (classes, dims), ``intercept_`` (classes,), ``classes_``.
+    """
+
+    def __init__(self, encoder: FisherVectorEncoder | None = None, C: float = 1.0,
+                 loss: str = "squared_hinge", max_iter: int = 5000,
+                 class_names: Sequence[str] | None = None, random_state: int | None = 0):
+        self.encoder = encoder
+        self.C = C
+        self.loss = loss
+        self.max_iter = max_iter
+        self.class_names = class_names
+        self.random_state = random_state
+
+    def fit(self, images: Any, Y: Any) -> "FisherVectorClassifier":
+        """Fit the encoder on ``images`` and one SVM per column of multi-hot ``Y`` (N, classes)."""
+        imgs = as_image_list(images)
+        enc = clone(self.encoder) if self.encoder is not None else FisherVectorEncoder()
+        self.encoder_ = enc.fit(imgs)
+        return self.fit_fv(self.encoder_.transform(imgs), Y)
+
+    def fit_fv(self, fv: np.ndarray, Y: Any) -> "FisherVectorClassifier":
+        """Fit only the SVMs on improved FVs ``(N, dims)`` (the encoder must be set)."""
+        from sklearn.svm import LinearSVC
+
+        fv = np.asarray(fv, dtype=np.float64)
+        Yb = _as_targets(Y, fv.shape[0])
+        n_cls = Yb.shape[1]
+        if self.class_names is not None and len(self.class_names) != n_cls:
+            raise ValueError(f"class_names has {len(self.class_names)} names for {n_cls} classes")
+        coef = np.zeros((n_cls, fv.shape[1]))
+        icpt = np.zeros(n_cls)
+        for c in range(n_cls):
+            yc = Yb[:, c]
+            if yc.min() == yc.max():           # a class never / always present
+                icpt[c] = 1.0 if yc[0] else -1.0
+                continue
+            svm = LinearSVC(C=self.C, loss=self.loss, max_iter=self.max_iter,
+                            random_state=self.random_state).fit(fv, yc)
+            coef[c], icpt[c] = svm.coef_[0], svm.intercept_[0]
+        self.coef_, self.intercept_ = coef, icpt
+        self.classes_ = np.arange(n_cls)
+        self.class_names_ = (list(map(str, self.class_names)) if self.class_names is not None
+                             else [str(c) for c in range(n_cls)])
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_") or not hasattr(self, "encoder_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(images, Y) first")
+
+    def score_fv(self, fv: np.ndarray) -> np.ndarray:
+        """Scores ``(N, classes)`` of **improved** FVs ``(N, dims)`` (or one ``(dims,)``).
+
+        For raw FVs (e.g. resampling updates) call ``score_fv(improve(raw))``.
+        """
+        self._check_fitted()
+        fv = np.asarray(fv, dtype=np.float64)
+        if fv.ndim == 1:
+            fv = fv[None]
+        if fv.ndim != 2 or fv.shape[1] != self.coef_.shape[1]:
+            raise ValueError(f"fv must be (N, {self.coef_.shape[1]}), got shape {fv.shape}")
+        if not np.isfinite(fv).all():
+            raise ValueError("fv contains NaN or infinite values")
+        return fv @ self.coef_.T + self.intercept_
+
+    def decision_function(self, images: Any) -> np.ndarray:
+        """Scores ``(N, classes)`` of images (a tensor ``(N, 3, H, W)`` or a list of images)."""
+        self._check_fitted()
+        return self.score_fv(self.encoder_.transform(images))
+
+    def predict(self, images: Any) -> np.ndarray:
+        """Multi-hot predictions ``(N, classes)``: score > 0."""
+        return (self.decision_function(images) > 0).astype(np.int64)
+
+    def score(self, images: Any, Y: Any, sample_weight: Any = None) -> float:
+        """Mean average precision over classes."""
+        from sklearn.metrics import average_precision_score
+
+        s = self.decision_function(images)
+        Yb = _as_targets(Y, s.shape[0])
+        return float(np.mean([average_precision_score(Yb[:, c], s[:, c]) for c in range(Yb.shape[1])
+                              if 0 < Yb[:, c].sum() < Yb.shape[0]]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Config, persistence, evaluation
+# ---------------------------------------------------------------------------------------------
+_ENCODER_KEYS = ("bin_sizes", "step", "magnif", "contrast_threshold", "pca_dim", "n_components",
+                 "n_samples", "max_fit_images", "gmm_max_iter", "reg_covar", "batch_size")
+_SVM_KEYS = ("C", "loss", "max_iter")
+
+
+def classifier_from_config(cfg: Mapping[str, Any], class_names: Sequence[str] | None = None
+                           ) -> FisherVectorClassifier:
+    """An unfitted :class:`FisherVectorClassifier` from the config's ``fisher:`` section."""
+    f = dict(cfg.get("fisher") or {})
+    unknown = set(f) - set(_ENCODER_KEYS) - set(_SVM_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key(s) {sorted(unknown)} in the fisher: config section")
+    seed = cfg.get("seed", 0)
+    enc = FisherVectorEncoder(**{k: (tuple(v) if k == "bin_sizes" else v) for k, v in f.items()
+                                 if k in _ENCODER_KEYS}, random_state=seed)
+    return FisherVectorClassifier(enc, **{k: v for k, v in f.items() if k in _SVM_KEYS},
+                                  class_names=class_names, random_state=seed)
+
+
+def load_split(root: str | os.PathLike, split: str) -> tuple[list, np.ndarray, list[str]]:
+    """``(PIL images, multi-hot labels (N, C), class names)`` of a VOC split via lrpkit.data.
+
+    ``"trainval"`` falls back to ``train`` + ``val`` when the dataset has no such split.
+    """
+    from lrpkit.data import VOCDataset  # lazy: data is another part of the package
+
+    def one(s):
+        ds = VOCDataset(root, s)
+        imgs = [ds[i][0] for i in range(len(ds))]
+        names = list(getattr(ds, "classes", None) or getattr(ds, "class_names", None) or [])
+        return imgs, np.asarray(ds.labels), names
+
+    try:
+        return one(split)
+    except (ValueError, FileNotFoundError, KeyError):
+        if split != "trainval":
+            raise
+        a, b = one("train"), one("val")
+        return a[0] + b[0], np.concatenate([a[1], b[1]], 0), a[2]
+
+
+def save_fisher(model: FisherVectorClassifier, path: str | os.PathLike) -> Path:
+    """Save a fitted model with joblib, atomically."""
+    import joblib
+
+    from lrpkit.results import atomic_path
+
+    if not isinstance(model, FisherVectorClassifier):
+        raise TypeError(f"model must be a FisherVectorClassifier, got {type(model).__name__}")
+    model._check_fitted()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        joblib.dump(model, tmp)
+    return path
+
+
+def load_fisher(path: str | os.PathLike) -> FisherVectorClassifier:
+    """Load a model written by :func:`save_fisher` / :func:`fit_fisher_from_config`."""
+    import joblib
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no Fisher-vector model at {path}")
+    model = joblib.load(path)
+    if not isinstance(model, FisherVectorClassifier):
+        raise TypeError(f"{path} holds a {type(model).__name__}, not a FisherVectorClassifier")
+    return model
+
+
+def model_path(cfg: Mapping[str, Any]) -> Path:
+    """``<paths.models>/fisher/fv.joblib``."""
+    from lrpkit.config import resolve_path
+
+    return resolve_path(cfg, "models") / "fisher" / "fv.joblib"
+
+
+def fit_fisher_from_config(cfg: Mapping[str, Any] | str | None = None, *, save: bool = True
+                           ) -> FisherVectorClassifier:
+    """Train on the scenes' ``trainval`` split and save to ``<models>/fisher/fv.joblib``."""
+    from lrpkit.config import load_config, resolve_path
+
+    if cfg is None or isinstance(cfg, (str, os.PathLike)):
+        cfg = load_config(cfg)
+    root = resolve_path(cfg, "scenes")
+    if not Path(root).exists():
+        raise FileNotFoundError(f"scenes folder {root} does not exist; generate the data first")
+    imgs, Y, names = load_split(root, "trainval")
+    clf = classifier_from_config(cfg, class_names=names or None).fit(imgs, Y)
+    if save:
+        save_fisher(clf, model_path(cfg))
+    return clf
+
+
+def evaluate(model: FisherVectorClassifier, images: Any, Y: Any,
+             class_names: Sequence[str] | None = None, path: str | os.PathLike | None = None,
+             config: Mapping[str, Any] | None = None, fv: np.ndarray | None = None):
+    """Per-class average precision as an xarray Dataset (dim ``class``, string coords).
+
+    Variables: ``ap`` (class), ``n_positive`` (class); attrs ``mAP`` and the model parameters.
+    Written atomically to ``path`` (netCDF) when given.  ``fv``: improved FVs of ``images``
+    already computed (then ``images`` may be ``None``).
+    """
+    import xarray as xr
+    from sklearn.metrics import average_precision_score
+
+    from lrpkit.results import make_attrs, save_dataset
+
+    s = model.score_fv(fv) if fv is not None else model.decision_function(images)
+    Yb = _as_targets(Y, s.shape[0])
+    names = list(map(str, class_names if class_names is not None else model.class_names_))
+    if len(names) != Yb.shape[1]:
+        raise ValueError(f"{len(names)} class names for {Yb.shape[1]} classes")
+    ap = np.array([average_precision_score(Yb[:, c], s[:, c]) if 0 < Yb[:, c].sum() < len(Yb)
+                   else np.nan for c in range(Yb.shape[1])])
+    params = {k: (list(v) if isinstance(v, tuple) else v)
+              for k, v in model.encoder_.get_params().items()}
+    params.update(C=model.C, loss=model.loss)
+    ds = xr.Dataset({"ap": (("class",), ap), "n_positive": (("class",), Yb.sum(0))},
+                    coords={"class": np.array(names, dtype=str)},
+                    attrs=make_attrs(config, model="fisher_vector", mAP=float(np.nanmean(ap)),
+                                     n_images=int(len(Yb)), params=params))
+    if path is not None:
+        save_dataset(ds, path)
+    return ds

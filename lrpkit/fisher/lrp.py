@@ -1,0 +1,342 @@
+"""Layer-wise Relevance Propagation for Fisher-vector classifiers (paper 000 Sec. 5.2, App. B-C;
+paper 001 Sec. 3).
+
+Layers (paper 000 Fig. 1), for class ``c`` with SVM ``f(x) = w . Phi(x) + b``:
+
+* **Layer 3** (eq. 17): ``R3_d = w_d Phi(x)_d + b / dims``; the power and L2 normalisation
+  ``Phi`` is attributed to the (Hellinger) kernel (App. B, eq. 14-16), so ``sum_d R3_d = f(x)``.
+* **Layer 2** (per local feature ``l``): ``R3_d`` is split in proportion to the raw mapping
+  contributions ``m_d(l) = Psi_lambda(l)_d`` (eq. 19) with denominator ``z_d = sum_l' m_d(l')``
+  (the un-averaged sum, paper Sec. 5.2 ``x_d = sum_l m_d(l)``):
+
+  - ``rule="plain"`` (eq. 20):    ``R2_l = sum_{d not in Z} R3_d m_d(l) / z_d + xi``
+  - ``rule="epsilon"`` (eq. 22):  ``R2_l = sum_{d not in Z} R3_d m_d(l) / (z_d + eps sgn(z_d)) + xi``
+    with ``sgn(0) = 1``; default ``eps = 100`` (paper 000 Sec. 6.1, App. C); does not conserve.
+  - ``rule="absolute"`` (eq. 23): ``R2_l = sum_{d not in Z} R3_d |m_d(l)| / sum_l' |m_d(l')| + xi``
+
+  ``Z(x) = {d : m_d(l) = 0 for all l}`` and ``xi = sum_{d in Z} R3_d / |L|`` (uniform).  With
+  the plain rule a dimension with ``z_d == 0`` that is not in ``Z`` gets no share (0/0 := 0).
+  Computed in closed form from posteriors and features in O(M K D) (three ``(M,K)x(K,D)``
+  products for plain / epsilon; per-component ``|.|`` on the features with non-negligible
+  posterior for absolute); the ``M x dims``
+  mapping matrix is never built.
+* **Layer 1** (eq. 21, ``resolution="feature"``): ``R2_l`` spread uniformly over the pixels
+  of the receptive field of ``l`` (its ``4b x 4b`` square; see :mod:`lrpkit.fisher.sift`).
+
+**High resolution** (paper 001 Sec. 3, ``resolution="bin"``): each ``R3_d`` of a mu / sigma
+dimension ``d = delta(r, k)`` belongs to exactly one local-feature dimension ``r``, so
+``R2_{l,r} = sum_k [share of R3_{mu_k r}] + [share of R3_{sigma_k r}]``.  The pi dimensions and
+``xi`` belong to no single dimension and are spread uniformly over the ``D`` dimensions of the
+feature (so ``sum_r R2_{l,r} = R2_l``).  These are projected back through the PCA
+``l_r = sum_j P_rj (s_j - mean_j)`` with the z-rule (paper 001 eq. 1):
+``R_{s,j} = sum_r P_rj (s_j - mean_j) / l_r * R2_{l,r}``, which conserves exactly because the
+PCA is linear without bias once the mean is subtracted (``sum_j z_rj = l_r``); a dimension with
+``|l_r| <= 1e-12`` (0/0) gives its relevance uniformly to the 128 SIFT dimensions.  The 8
+orientations of every spatial bin are summed and spread uniformly over the bin's pixel
+rectangle: 16 times finer than the feature's receptive field.
+
+Pixel maps conserve: every rectangle is clipped to the image and the relevance spread over the
+clipped area; a rectangle entirely outside the image gives no pixel relevance.
+:func:`lrpkit.explain` with ``method="fv_lrp"`` returns ``(N, 3, H, W)`` with the 2-D map
+divided by 3 in each channel (channel sum == the 2-D map).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from lrpkit.explain import register
+
+from .encoder import FisherVectorClassifier, _posteriors, _raw_from_stats, _stats, improve
+from .sift import Frames, as_image_list
+
+__all__ = ["FVRelevance", "FisherLRP", "feature_relevance", "pixel_map", "RULES"]
+
+RULES = ("epsilon", "absolute", "plain")
+_SQ2 = np.sqrt(2.0)
+
+
+@dataclass
+class FVRelevance:
+    """FV-LRP result for one image and one class.
+
+    ``feature`` (M,) are ``R2_l`` (sum = ``total``); ``dims`` (M, D) the per-local-feature-
+    dimension relevances (row sums = ``feature``) and ``sift`` (M, 128) their projection to SIFT
+    dims, when computed (``per_dim=True``); ``frames`` the descriptors' geometry; ``fx`` the
+    score ``f(x)``; ``layer3`` (dims,) the FV-dimension relevances ``R3_d`` (eq. 17).
+    """
+
+    feature: np.ndarray
+    frames: Frames | None
+    fx: float
+    layer3: np.ndarray
+    rule: str
+    epsilon: float
+    target: int = -1
+    dims: np.ndarray | None = None
+    sift: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return float(self.feature.sum())
+
+    @property
+    def bins(self) -> np.ndarray:
+        """Relevance per spatial bin ``(M, 16)`` (orientations summed), bin order of Frames."""
+        if self.sift is None:
+            raise ValueError("no SIFT-dimension relevance: compute with per_dim=True and the PCA")
+        return self.sift.reshape(self.sift.shape[0], 16, 8).sum(-1)
+
+    def pixel_map(self, resolution: str = "feature") -> np.ndarray:
+        """The 2-D heatmap ``(H, W)``: eq. 21 (``"feature"``) or per spatial bin (``"bin"``)."""
+        if self.frames is None:
+            raise ValueError("no frames: the relevance was computed from bare features")
+        if resolution == "feature":
+            return pixel_map(self.feature, self.frames.rect, self.frames.image_shape)
+        if resolution == "bin":
+            return pixel_map(self.bins.ravel(), self.frames.bin_rects.reshape(-1, 4),
+                             self.frames.image_shape)
+        raise ValueError(f"resolution must be 'feature' or 'bin', got {resolution!r}")
+
+
+def pixel_map(relevance: np.ndarray, rects: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Spread each value uniformly over its rectangle ``[y0, x0, y1, x1)`` (eq. 21).
+
+    Rectangles are clipped to the image ``shape = (H, W)`` and the value is divided by the
+    clipped area, so the map sums to the relevance of all rectangles that overlap the image;
+    a rectangle entirely outside contributes nothing.  O(M + H W) (difference array).
+    """
+    H, W = int(shape[0]), int(shape[1])
+    r = np.asarray(relevance, dtype=np.float64).ravel()
+    q = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
+    if q.shape[0] != r.shape[0]:
+        raise ValueError(f"{r.shape[0]} relevances for {q.shape[0]} rectangles")
+    y0, x0 = np.clip(q[:, 0], 0, H), np.clip(q[:, 1], 0, W)
+    y1, x1 = np.clip(q[:, 2], 0, H), np.clip(q[:, 3], 0, W)
+    area = (y1 - y0) * (x1 - x0)
+    ok = area > 0
+    v = np.where(ok, r / np.where(ok, area, 1), 0.0)
+    W1 = W + 1
+    idx = np.concatenate([y0 * W1 + x0, y0 * W1 + x1, y1 * W1 + x0, y1 * W1 + x1])
+    val = np.concatenate([v, -v, -v, v])
+    acc = np.bincount(idx, weights=val, minlength=(H + 1) * W1).reshape(H + 1, W1)
+    return acc.cumsum(0).cumsum(1)[:H, :W]
+
+
+def _layer3(w: np.ndarray, b: float, phi: np.ndarray) -> np.ndarray:
+    """eq. 17: ``R3_d = w_d Phi(x)_d + b / dims``."""
+    return w * phi + b / phi.shape[0]
+
+
+def feature_relevance(feats: np.ndarray, gmm: Any, w: np.ndarray, b: float,
+                      rule: str = "epsilon", epsilon: float = 100.0, per_dim: bool = False,
+                      gamma: np.ndarray | None = None, sparse_tol: float = 1e-12) -> FVRelevance:
+    """FV-LRP down to local features (eq. 17, 20 / 22 / 23) in closed form, O(M K D).
+
+    ``feats`` (M, D) are the PCA-reduced local features of one image, ``gmm`` the diagonal
+    GaussianMixture, ``w`` (K(1+2D),) and ``b`` the SVM of the target class.  Returns an
+    :class:`FVRelevance` without frames (``per_dim=True`` adds ``dims`` (M, D)).
+    For ``rule="absolute"`` features whose posterior for component ``k`` is below
+    ``sparse_tol`` times that component's largest posterior are skipped for ``k`` (their
+    ``|m_d(l)|`` are negligible; ``sparse_tol=0`` is exact); conservation is unaffected.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    epsilon = float(epsilon)
+    if rule == "epsilon" and not epsilon >= 0:
+        raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+    f = np.asarray(feats, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] == 0 or f.shape[1] != gmm.means_.shape[1]:
+        raise ValueError(f"feats must be (M>0, {gmm.means_.shape[1]}), got shape {f.shape}")
+    if not np.isfinite(f).all():
+        raise ValueError("feats contains NaN or infinite values")
+    M, D = f.shape
+    pi, mu, var = gmm.weights_, gmm.means_, gmm.covariances_
+    K = pi.shape[0]
+    dims = K * (1 + 2 * D)
+    w = np.asarray(w, dtype=np.float64).ravel()
+    if w.shape[0] != dims:
+        raise ValueError(f"w must have {dims} entries (K(1+2D)), got {w.shape[0]}")
+    g = _posteriors(f, gmm) if gamma is None else np.asarray(gamma, dtype=np.float64)
+    sq = np.sqrt(pi)
+    a = 1.0 / np.sqrt(var)                                       # 1 / sigma  (K, D)
+    # Per-component rescaling: m_mu, m_sigma and z_mu, z_sigma are linear in gamma_k, so they
+    # are computed with gamma_k / max_l gamma_k(l) (no overflow of R3 / z for components whose
+    # posteriors are ~1e-300); the ratios m / z are unchanged.
+    scale = g.max(0)
+    dead = scale == 0                                             # components never assigned
+    scale = np.where(dead, 1.0, scale)
+    gs = g / scale
+    gt = gs / sq                                                  # (M, K)
+    s0s, s1s, s2s = _stats(gs, f)
+    sc = scale * (~dead)
+    raw = _raw_from_stats(s0s * sc, s1s * sc[:, None], s2s * sc[:, None], M, gmm)
+    phi = improve(raw)
+    fx = float(w @ phi + b)
+    R3 = _layer3(w, float(b), phi)
+    R3pi, R3mu, R3sg = R3[:K], R3[K:K + K * D].reshape(K, D), R3[K + K * D:].reshape(K, D)
+    zmu = (s1s - s0s[:, None] * mu) * a / sq[:, None]             # sum_l m_mu(l) / scale
+    zsg = -(s2s - 2 * s1s * mu + s0s[:, None] * (mu * mu - var)) * (a * a) / (_SQ2 * sq[:, None])
+    zpi = raw[:K] * M
+    mpi = (g - pi) / sq                                           # m_pi (M, K)
+
+    # -- Z(x): dimensions with m_d(l) == 0 for every l (eq. 20) --------------------------------
+    zero_pi = np.all(mpi == 0, axis=0)                            # (K,)
+    zero_mu = np.repeat(dead[:, None], D, 1)
+    zero_sg = zero_mu.copy()
+    # rare exact cases (gamma > 0 but (l - mu) == 0 or (l - mu)^2 == var for all l)
+    for k in np.flatnonzero(~dead):
+        cand_mu = np.flatnonzero(zmu[k] == 0)
+        cand_sg = np.flatnonzero(zsg[k] == 0)
+        if cand_mu.size or cand_sg.size:
+            u = (f - mu[k]) * a[k]
+            on = g[:, k] != 0
+            zero_mu[k, cand_mu] = np.all(u[on][:, cand_mu] == 0, axis=0)
+            zero_sg[k, cand_sg] = np.all(u[on][:, cand_sg] ** 2 == 1, axis=0)
+    xi = (R3pi[zero_pi].sum() + R3mu[zero_mu].sum() + R3sg[zero_sg].sum()) / M
+
+    def coef(R, zz, zero, sc):
+        # share coefficient c with c * m_scaled(l) = R3 m(l) / den;  den = sc * zz (+ eps sgn)
+        if rule == "epsilon":
+            den = sc * zz
+            den = den + epsilon * np.where(den >= 0, 1.0, -1.0)
+            num = R * sc
+        else:
+            den, num = zz, R
+        ok = (~zero) & (den != 0)
+        return np.where(ok, num / np.where(ok, den, 1.0), 0.0)
+
+    if rule in ("plain", "epsilon"):
+        cpi = coef(R3pi, zpi, zero_pi, np.ones(K))
+        cmu = coef(R3mu, zmu, zero_mu, scale[:, None])
+        csg = coef(R3sg, zsg, zero_sg, scale[:, None])
+        # sum_k gt_k [cmu (l-mu) a - csg/sqrt2 ((l-mu)^2 a^2 - 1)] = l^2 (gt@A2) + l (gt@A1) + gt@A0
+        a2 = a * a
+        A2 = -csg * a2 / _SQ2
+        A1 = cmu * a + _SQ2 * csg * a2 * mu
+        A0 = -cmu * a * mu - csg * (a2 * mu * mu - 1.0) / _SQ2
+        B = gt @ np.concatenate([A2, A1, A0], 1)                     # (M, 3D), one product
+        Rdim = (f * B[:, :D] + B[:, D:2 * D]) * f + B[:, 2 * D:]    # (M, D)
+        Rpi = mpi @ cpi                                              # (M,)
+    else:  # absolute (eq. 23)
+        api = np.abs(mpi)
+        spi = api.sum(0)
+        cpi = np.where(spi > 0, R3pi / np.where(spi > 0, spi, 1.0), 0.0)
+        Rpi = api @ cpi
+        Rdim = np.zeros((M, D)) if per_dim else None
+        Rfeat = np.zeros(M)
+        # Sparse in the posteriors: per component only features with gamma_k(l) above
+        # sparse_tol * max_l gamma_k(l) enter (the others' |m_d(l)| are below that fraction).
+        # gamma >= 0, so |m_mu| = gt |u| and |m_sigma| = gt |u^2 - 1| / sqrt2.
+        for k in np.flatnonzero(~dead):
+            on = np.flatnonzero(gs[:, k] > sparse_tol)
+            gk = gt[on, k]
+            u = f[on] - mu[k]
+            u *= a[k]
+            au = np.abs(u)
+            np.multiply(u, u, out=u)
+            u -= 1.0
+            av = np.abs(u, out=u)
+            smu, ssg = gk @ au, (gk @ av) / _SQ2
+            cmu = np.where(smu > 0, R3mu[k] / np.where(smu > 0, smu, 1.0), 0.0)
+            csg = np.where(ssg > 0, R3sg[k] / np.where(ssg > 0, ssg, 1.0), 0.0) / _SQ2
+            if per_dim:
+                Rdim[on] += gk[:, None] * (au * cmu + av * csg)
+            else:
+                Rfeat[on] += gk * (au @ cmu + av @ csg)
+        if per_dim:
+            Rfeat = Rdim.sum(1)
+    if rule != "absolute":
+        Rfeat = Rdim.sum(1)
+    feature = Rfeat + Rpi + xi
+    out = FVRelevance(feature=feature, frames=None, fx=fx, layer3=R3, rule=rule,
+                      epsilon=epsilon if rule == "epsilon" else 0.0)
+    if per_dim:
+        out.dims = Rdim + ((Rpi + xi) / D)[:, None]
+    out.extra["xi"] = float(xi)
+    out.extra["n_zero_dims"] = int(zero_pi.sum() + zero_mu.sum() + zero_sg.sum())
+    return out
+
+
+def project_to_sift(rdims: np.ndarray, descriptors: np.ndarray, pca: Any, tol: float = 1e-12
+                    ) -> np.ndarray:
+    """Relevance per PCA dimension ``(M, D)`` -> per SIFT dimension ``(M, 128)`` (z-rule).
+
+    ``R_{s,j} = (s_j - mean_j) sum_r P_rj R_r / l_r`` with ``l = (s - mean) P^T``; rows sum to
+    the input rows' sums (dimensions with ``|l_r| <= tol`` spread uniformly).
+    """
+    s = np.asarray(descriptors, dtype=np.float64) - pca.mean_
+    P = pca.components_
+    l = s @ P.T
+    ok = np.abs(l) > tol
+    ratio = np.where(ok, rdims / np.where(ok, l, 1.0), 0.0)
+    out = s * (ratio @ P)
+    lost = np.where(ok, 0.0, rdims).sum(1)
+    if np.any(lost != 0):
+        out += (lost / s.shape[1])[:, None]
+    return out
+
+
+class FisherLRP:
+    """FV-LRP for a fitted :class:`~lrpkit.fisher.FisherVectorClassifier`.
+
+    >>> lrp = FisherLRP(clf, rule="epsilon", epsilon=100.0)
+    >>> r = lrp.relevance(image, target=2, resolution="bin")    # FVRelevance with frames
+    >>> r.feature, r.frames, r.pixel_map("bin")
+    >>> R = lrp(x, target)                                       # (N, 3, H, W) tensor
+    """
+
+    def __init__(self, model: FisherVectorClassifier, rule: str = "epsilon", epsilon: float = 100.0):
+        if not isinstance(model, FisherVectorClassifier):
+            raise TypeError(f"model must be a FisherVectorClassifier, got {type(model).__name__}")
+        model._check_fitted()
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        self.model, self.rule, self.epsilon = model, rule, float(epsilon)
+
+    def relevance(self, image: Any, target: int, resolution: str = "feature") -> FVRelevance:
+        """Per-feature relevances (and, for ``resolution="bin"``, per SIFT dim) with frames."""
+        if resolution not in ("feature", "bin"):
+            raise ValueError(f"resolution must be 'feature' or 'bin', got {resolution!r}")
+        m = self.model
+        t = int(target)
+        if not 0 <= t < m.coef_.shape[0]:
+            raise ValueError(f"target {t} out of range for {m.coef_.shape[0]} classes")
+        enc = m.encoder_
+        desc, frames = enc.sift(image)
+        feats = enc.project(desc)
+        r = feature_relevance(feats, enc.gmm_, m.coef_[t], m.intercept_[t], rule=self.rule,
+                              epsilon=self.epsilon, per_dim=resolution == "bin")
+        r.frames, r.target = frames, t
+        if resolution == "bin":
+            r.sift = project_to_sift(r.dims, desc, enc.pca_)
+        return r
+
+    def __call__(self, x: Any, target: Any, resolution: str = "feature") -> torch.Tensor:
+        imgs = as_image_list(x, "x")
+        t = np.broadcast_to(np.asarray(target.cpu() if hasattr(target, "cpu") else target),
+                            (len(imgs),))
+        maps = [self.relevance(im, int(ti), resolution).pixel_map(resolution)
+                for im, ti in zip(imgs, t)]
+        shapes = {mp.shape for mp in maps}
+        if len(shapes) != 1:
+            raise ValueError("images of different sizes: use relevance() per image")
+        R = torch.as_tensor(np.stack(maps), dtype=torch.float32)
+        return (R[:, None] / 3.0).expand(-1, 3, -1, -1).contiguous()
+
+
+@register("fv_lrp", model_kind="fisher",
+          paper="Lapuschkin et al. 2016 (CVPR), App. C eq. 17-23; Bach et al. 2016 (ICIP) Sec. 3")
+def fv_lrp(model: Any, x: torch.Tensor, target: torch.Tensor, *, rule: str = "epsilon",
+           epsilon: float = 100.0, resolution: str = "feature") -> torch.Tensor:
+    """LRP for Fisher-vector classifiers: rule 'epsilon' (eq. 22) / 'absolute' (eq. 23) / 'plain'
+    (eq. 20); resolution 'feature' (eq. 21) or 'bin' (paper 001, 16x finer).
+
+    Returns ``(N, 3, H, W)``: the 2-D pixel map divided by 3 in each channel.
+    """
+    R = FisherLRP(model, rule=rule, epsilon=epsilon)(x, target, resolution=resolution)
+    return R.to(dtype=x.dtype, device=x.device)
