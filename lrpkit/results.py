@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -101,8 +102,12 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     ds.attrs = _encode_attrs(ds.attrs)
     for name in list(ds.variables):
         ds[name].attrs = _encode_attrs(ds[name].attrs)
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=True)
+    # bool arrays are only valid netCDF through h5netcdf's extension; ask for it only then
+    has_bool = any(v.dtype == bool for v in ds.variables.values())
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*invalid netcdf.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*invalid_netcdf.*")
+        ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=has_bool)
     return path
 
 

@@ -5,10 +5,10 @@ shorter side at its boundaries **by the nearest pixel** (edge replication) to an
 square, and takes the **4 corner crops and 1 centre crop** of size ``c`` from it; after
 mirroring the image this is repeated, giving **10 training views** per image.  At test time
 (and for every heatmap) **one centre crop** is used.  The paper uses ``S = 256`` and
-``c = 227`` for the Caffe reference net; lrpkit's scene CNN uses smaller sizes for CPU speed
-(defaults :data:`DEFAULT_SIZE` ``= 112`` and :data:`DEFAULT_CROP` ``= 96``: the scenes are
-only 160 x 120 pixels, and the crop keeps ~86 % of the side, close to the paper's 227/256 =
-89 %).
+``c = 227`` for the Caffe reference net; lrpkit's scene CNN uses smaller sizes so that it
+trains in minutes on two CPU cores (defaults :data:`DEFAULT_SIZE` ``= 72`` and
+:data:`DEFAULT_CROP` ``= 64``: the scenes are only 160 x 120 pixels, and the crop keeps 89 %
+of the side, as the paper's 227/256).  Any ``S`` / ``c`` with ``c <= S`` works.
 
 The **model's input space is the normalised crop**: a float32 tensor ``(N, 3, c, c)`` equal
 to ``(pixel / 255 - MEAN) / STD`` per channel, with the fixed ImageNet statistics
@@ -39,9 +39,9 @@ MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 #: ImageNet channel standard deviations (RGB, in [0, 1]).
 STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: Default longest side ``S`` after rescaling (paper 000 App. E: 256).
-DEFAULT_SIZE = 112
+DEFAULT_SIZE = 72
 #: Default square crop size ``c`` (paper 000 App. E: 227).
-DEFAULT_CROP = 96
+DEFAULT_CROP = 64
 #: Number of training views: 4 corners + centre, each also mirrored (paper 000 App. E).
 N_TRAIN_VIEWS = 10
 

@@ -46,9 +46,9 @@ class SceneCNN(nn.Module):
     classes : optional class names, kept as ``model.classes`` (saved by :func:`save_cnn`).
     """
 
-    def __init__(self, n_classes: int = 6, width: int = 32, mult: Sequence[int] = (1, 2, 4, 4),
-                 convs_per_stage: int = 1, hidden: int = 256, dropout: float = 0.5,
-                 input_size: int = 96, classes: Sequence[str] | None = None):
+    def __init__(self, n_classes: int = 6, width: int = 8, mult: Sequence[int] = (1, 2, 4, 8),
+                 convs_per_stage: int = 1, hidden: int = 128, dropout: float = 0.5,
+                 input_size: int = 64, classes: Sequence[str] | None = None):
         super().__init__()
         if int(n_classes) < 1:
             raise ValueError(f"n_classes must be >= 1, got {n_classes!r}")
@@ -151,7 +151,7 @@ def save_cnn(model: SceneCNN, path: str | os.PathLike, meta: Mapping[str, Any] |
     meta.setdefault("mean", list(MEAN))
     meta.setdefault("std", list(STD))
     payload = {"format": CHECKPOINT_FORMAT, "config": _plain(model.config), "meta": _plain(meta),
-               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+               "state_dict": {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}}
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -45,10 +45,10 @@ __all__ = ["hinge_loss", "evaluate_map", "train_cnn", "train_from_config", "Trai
 
 #: Defaults of :func:`train_cnn` (the ``cnn:`` section of ``configs/default.yaml`` states them).
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "epochs": 12, "lr": 2e-3, "batch_size": 64, "checkpoints": [0, 1, 2, 4, 8],
+    "epochs": 8, "lr": 3e-3, "batch_size": 64, "checkpoints": [0, 1, 2, 4, 8],
     "optimizer": "adam", "momentum": 0.9, "weight_decay": 1e-4, "warmup": 0.05,
     "size": T.DEFAULT_SIZE, "crop": T.DEFAULT_CROP,
-    "width": 32, "mult": [1, 2, 4, 4], "convs_per_stage": 1, "hidden": 256, "dropout": 0.5,
+    "width": 8, "mult": [1, 2, 4, 8], "convs_per_stage": 1, "hidden": 128, "dropout": 0.5,
     "num_threads": None, "train_split": "train", "val_split": "val", "test_split": "test",
 }
 
@@ -58,7 +58,8 @@ def checkpoint_name(epoch: int) -> str:
     return f"cnn_epoch{int(epoch):03d}.pt"
 
 
-def hinge_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def hinge_loss(scores: torch.Tensor, labels: torch.Tensor,
+               ignore: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-label hinge loss of paper 000 App. E, averaged over the batch.
 
     ``L = mean_n sum_c max(0, 1 - y_nc f_c(x_n))`` with ``y = 2 * labels - 1`` in ``{-1, +1}``.
@@ -67,13 +68,19 @@ def hinge_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     ----------
     scores : ``(N, C)`` raw class scores ``f_c(x_n)``.
     labels : ``(N, C)`` multi-hot targets in ``{0, 1}`` (or already ``{-1, +1}``).
+    ignore : optional ``(N, C)`` bool; ``True`` entries (VOC "difficult only") add no loss.
     """
     if scores.shape != labels.shape or scores.ndim != 2:
         raise ValueError(f"scores and labels must both be (N, C), got {tuple(scores.shape)} "
                          f"and {tuple(labels.shape)}")
     labels = labels.to(scores.dtype)
     y = labels if bool((labels < 0).any()) else 2.0 * labels - 1.0
-    return torch.clamp(1.0 - y * scores, min=0.0).sum(dim=1).mean()
+    per = torch.clamp(1.0 - y * scores, min=0.0)
+    if ignore is not None:
+        if ignore.shape != scores.shape:
+            raise ValueError(f"ignore must have shape {tuple(scores.shape)}, got {tuple(ignore.shape)}")
+        per = per.masked_fill(ignore.bool(), 0.0)
+    return per.sum(dim=1).mean()
 
 
 # --------------------------------------------------------------------------- data
@@ -89,6 +96,7 @@ class SplitData:
     ids: list[str]
     classes: list[str]
     split: str = ""
+    ignore: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -102,8 +110,6 @@ def load_split(source: Any, split: str, *, classes: Sequence[str] | None = None,
     ``{split: dataset}``, a dataset object (``ds[i] -> (PIL image, {"labels": ...})``), or a
     :class:`SplitData` (returned as is).
     """
-    if isinstance(source, SplitData):
-        return source
     if isinstance(source, (str, os.PathLike)):
         root = Path(source)
         if not root.is_dir():
@@ -118,6 +124,10 @@ def load_split(source: Any, split: str, *, classes: Sequence[str] | None = None,
         ds = source[split]
     else:
         ds = source
+    if isinstance(ds, SplitData):
+        if ds.images.shape[-1] != size:
+            raise ValueError(f"preprocessed split {split!r} has size {ds.images.shape[-1]}, expected {size}")
+        return ds
     if not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
         raise TypeError(f"dataset_or_root must be a folder, a dataset or a mapping of datasets, "
                         f"got {type(ds).__name__}")
@@ -129,7 +139,12 @@ def load_split(source: Any, split: str, *, classes: Sequence[str] | None = None,
                               (classes if classes is not None else [f"class{i}" for i in range(c)]))]
     if len(names) != c:
         raise ValueError(f"split {split!r}: {len(names)} class names but labels have {c} columns")
-    return SplitData(images, labels, ids, names, split)
+    ignore = getattr(ds, "ignore", None)
+    if ignore is not None:
+        ignore = torch.as_tensor(np.asarray(ignore, dtype=bool))
+        if tuple(ignore.shape) != tuple(labels.shape):
+            ignore = None
+    return SplitData(images, labels, ids, names, split, ignore)
 
 
 def _model_sizes(model: nn.Module, size: int | None, crop: int | None) -> tuple[int, int]:
@@ -159,14 +174,21 @@ def _scores(model: nn.Module, data: SplitData, crop: int, batch_size: int = 128,
         model.train(was_training)
 
 
-def _average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def _average_precision(labels: np.ndarray, scores: np.ndarray,
+                       ignore: np.ndarray | None = None) -> np.ndarray:
     from sklearn.metrics import average_precision_score
 
     ap = np.full(labels.shape[1], np.nan)
     for c in range(labels.shape[1]):
-        if labels[:, c].sum() > 0:
-            ap[c] = average_precision_score(labels[:, c] > 0.5, scores[:, c])
+        keep = ~ignore[:, c] if ignore is not None else slice(None)
+        y = labels[keep, c] > 0.5
+        if y.any():
+            ap[c] = average_precision_score(y, scores[keep, c])
     return ap
+
+
+def _ignore_np(data: SplitData) -> np.ndarray | None:
+    return data.ignore.numpy() if data.ignore is not None else None
 
 
 def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
@@ -178,7 +200,9 @@ def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
     Paper 000 App. E scores a test image with its centre crop only; AP is
     :func:`sklearn.metrics.average_precision_score` (the non-interpolated area under the
     precision-recall curve; VOC2007's official AP interpolates at 11 recall points and is
-    slightly higher).  Classes without positives get ``NaN`` and are skipped by the mean.
+    slightly higher).  Classes without positives get ``NaN`` and are skipped by the mean;
+    images marked ``ignore`` for a class (VOC: only difficult objects of it) are left out of
+    that class's AP, as in the VOC devkit.
 
     Returns an ``xr.Dataset`` with ``ap`` (``class``), ``n_positive`` (``class``),
     ``scores`` and ``labels`` (``image``, ``class``), the scalar ``mAP``, and attrs ``mAP``,
@@ -194,7 +218,7 @@ def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
     if scores.shape[1] != labels.shape[1]:
         raise ValueError(f"model gives {scores.shape[1]} scores but split {split!r} has "
                          f"{labels.shape[1]} classes {data.classes}")
-    ap = _average_precision(labels, scores)
+    ap = _average_precision(labels, scores, _ignore_np(data))
     m_ap = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
     ds = xr.Dataset(
         {"ap": ("class", ap), "n_positive": ("class", labels.sum(0).astype(np.int64)),
@@ -269,7 +293,7 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
               convs_per_stage: int = TRAIN_DEFAULTS["convs_per_stage"], hidden: int = TRAIN_DEFAULTS["hidden"],
               dropout: float = TRAIN_DEFAULTS["dropout"], num_threads: int | None = None,
               train_split: str = "train", val_split: str | None = "val", test_split: str | None = "test",
-              deterministic: bool = True, config: Mapping[str, Any] | None = None) -> TrainResult:
+              deterministic: bool = True, channels_last: bool = True, config: Mapping[str, Any] | None = None) -> TrainResult:
     """Train a :class:`SceneCNN` with the multi-label hinge loss of paper 000 App. E.
 
     Parameters
@@ -290,6 +314,8 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
     num_threads : torch intra-op threads during training (restored afterwards).
     train_split, val_split, test_split : split names; ``None`` skips validation / test.
     deterministic : use ``torch.use_deterministic_algorithms`` while training.
+    channels_last : train in the channels-last memory format (faster on CPU; the returned
+        model and the checkpoints are ordinary contiguous tensors).
     config : recorded in the attrs of the written Datasets.
     """
     if int(epochs) < 1:
@@ -303,7 +329,7 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
     if int(crop) > int(size):
         raise ValueError(f"crop={crop} must not exceed size={size}")
     epochs, batch_size, seed = int(epochs), int(batch_size), int(seed)
-    ckpt_epochs = sorted({int(e) for e in checkpoints if 0 <= int(e) <= epochs} | {epochs})
+    ckpt_epochs = sorted({int(e) for e in (checkpoints or ()) if 0 <= int(e) <= epochs} | {epochs})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -339,6 +365,8 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
             torch.manual_seed(seed)
             model = SceneCNN(n_classes, width=width, mult=mult, convs_per_stage=convs_per_stage,
                              hidden=hidden, dropout=dropout, input_size=crop, classes=class_names)
+            if channels_last:  # faster CPU convolutions; converted back after training
+                model = model.to(memory_format=torch.channels_last)
             gen = torch.Generator().manual_seed(seed + 1)
             steps_per_epoch = math.ceil(len(train) / batch_size)
             total = steps_per_epoch * epochs
@@ -372,8 +400,10 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
                 for s in range(0, len(train), batch_size):
                     idx = perm[s:s + batch_size]
                     x = T.train_views_batch(train.images[idx], crop, generator=gen)
-                    y = train.labels[idx]
-                    loss = hinge_loss(model(x), y)
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    loss = hinge_loss(model(x), train.labels[idx],
+                                      train.ignore[idx] if train.ignore is not None else None)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -384,7 +414,7 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
                 elapsed += dt
                 model.eval()
                 if val is not None and len(val):
-                    ap = _average_precision(val.labels.numpy(), _scores(model, val, crop))
+                    ap = _average_precision(val.labels.numpy(), _scores(model, val, crop), _ignore_np(val))
                     v_map = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
                 else:
                     ap, v_map = np.full(n_classes, np.nan), float("nan")
@@ -399,7 +429,7 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
 
-    model.eval()
+    model = model.to(memory_format=torch.contiguous_format).eval()
     final_meta = dict(base_meta, epoch=epochs, val_map=rows[-1]["val_map"])
     final_path = save_cnn(model, out_dir / "cnn.pt", final_meta)
     model.meta = dict(final_meta)
@@ -420,7 +450,8 @@ def train_from_config(cfg: Mapping[str, Any] | str | os.PathLike | None = None, 
     """Train the scene CNN from a config (dict, name such as ``"default"``/``"smoke"``, or path).
 
     Reads ``paths.scenes`` (data, via :func:`lrpkit.config.resolve_path`), ``paths.models``
-    (output folder), ``seed`` and the ``cnn:`` section (keys of :data:`TRAIN_DEFAULTS`);
+    (files go to its sub-folder ``cnn/``: ``cnn.pt``, ``cnn_epoch*.pt``, ``history.nc``,
+    ``test_map.nc``), ``seed`` and the ``cnn:`` section (keys of :data:`TRAIN_DEFAULTS`);
     keyword ``overrides`` win over the ``cnn:`` section.
     """
     from ..config import load_config, resolve_path
@@ -429,12 +460,12 @@ def train_from_config(cfg: Mapping[str, Any] | str | os.PathLike | None = None, 
         cfg = load_config(cfg)
     params = dict(cfg.get("cnn") or {})
     params.update(overrides)
-    unknown = sorted(set(params) - set(TRAIN_DEFAULTS) - {"classes", "deterministic"})
+    unknown = sorted(set(params) - set(TRAIN_DEFAULTS) - {"classes", "deterministic", "channels_last"})
     if unknown:
         raise ValueError(f"unknown key(s) in the cnn: config section: {unknown}; "
                          f"known: {sorted(TRAIN_DEFAULTS)}")
     scenes = resolve_path(cfg, "scenes")
-    out_dir = resolve_path(cfg, "models")
+    out_dir = resolve_path(cfg, "models") / "cnn"
     if "checkpoints" in params and params["checkpoints"] is not None:
         params["checkpoints"] = tuple(params["checkpoints"])
     if "mult" in params:

@@ -77,8 +77,8 @@ def load_torchvision(arch: str, weights_path: str | os.PathLike, num_classes: in
         torch.manual_seed(int(seed))
         model = _builders()[arch](weights=None)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    missing = [k for k in expected if k not in state]        # in the model's layer order
+    unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         raise ValueError(f"{path} does not match torchvision {arch}: {len(missing)} missing key(s) "
                          f"{missing[:5]}, {len(unexpected)} unexpected key(s) {unexpected[:5]}")
