@@ -408,7 +408,7 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
                     loss.backward()
                     opt.step()
                     sched.step()
-                    loss_sum += float(loss) * len(idx)
+                    loss_sum += float(loss.detach()) * len(idx)
                     n_seen += len(idx)
                 dt = time.perf_counter() - t0
                 elapsed += dt

@@ -1,0 +1,126 @@
+"""The method registry, explain() and the Quantus-style explain_func adapter."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lrpkit
+from lrpkit.explain import Method, register
+
+torch.set_num_threads(1)
+
+
+def tiny():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(4 * 16, 5)).eval()
+
+
+def test_registry_lists_methods_with_params():
+    ms = lrpkit.methods()
+    for name in ("lrp", "sensitivity", "deconvnet", "gradient_x_input", "guided_backprop"):
+        assert isinstance(ms[name], Method)
+    assert ms["lrp"].params["composite"] == "alpha2_beta1"
+    assert ms["lrp"].params["epsilon"] == 0.01
+    assert ms["lrp"].params["cutoff"] is None
+    assert ms["sensitivity"].params == {"norm": "l2"}
+    assert "002" in ms["lrp"].paper
+
+
+@pytest.mark.parametrize("method", ["lrp", "sensitivity", "deconvnet", "gradient_x_input",
+                                    "guided_backprop"])
+def test_explain_every_method_shape(method):
+    net, x = tiny(), torch.randn(3, 3, 8, 8)
+    R = lrpkit.explain(net, x, "pred", method=method)
+    assert isinstance(R, torch.Tensor) and R.shape == x.shape and torch.isfinite(R).all()
+
+
+def test_targets_int_tensor_pred():
+    net, x = tiny(), torch.randn(3, 3, 8, 8)
+    t = net(x).argmax(1)
+    a = lrpkit.explain(net, x, "pred", method="lrp", composite="epsilon")
+    b = lrpkit.explain(net, x, t, method="lrp", composite="epsilon")
+    torch.testing.assert_close(a, b)
+    c = lrpkit.explain(net, x, 2, method="lrp", composite="epsilon")
+    d = lrpkit.explain(net, x, [2, 2, 2], method="lrp", composite="epsilon")
+    torch.testing.assert_close(c, d)
+
+
+def test_unknown_method_and_param():
+    net, x = tiny(), torch.randn(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="unknown method"):
+        lrpkit.explain(net, x, 0, method="nope")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        lrpkit.explain(net, x, 0, method="lrp", eps=1.0)
+    with pytest.raises(ValueError, match="norm"):
+        lrpkit.explain(net, x, 0, method="sensitivity", norm="l3")
+
+
+def test_explain_func_adapter():
+    net = tiny()
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    a = lrpkit.explain_func(net, x, np.array([1, 3]), method="lrp", composite="epsilon",
+                            device="cpu", channel_first=True)
+    assert isinstance(a, np.ndarray) and a.shape == x.shape
+    b = lrpkit.explain(net, torch.from_numpy(x), [1, 3], method="lrp", composite="epsilon")
+    np.testing.assert_allclose(a, b.numpy(), rtol=1e-6)
+
+
+def test_register_duplicate_name_rejected():
+    with pytest.raises(ValueError, match="already registered"):
+        @register("lrp")
+        def other(model, x, target):  # pragma: no cover
+            return x
+
+
+def test_sensitivity_norms_and_baselines_by_hand():
+    # x = [1, 2] -> W1 -> ReLU (h = [0, 2, 3]) -> W2 = [1, 1, -.5]
+    net = nn.Sequential(nn.Flatten(), nn.Linear(2, 3, bias=False), nn.ReLU(),
+                        nn.Linear(3, 1, bias=False))
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[1.0, -1.0], [3.0, -0.5], [1.0, 1.0]]))
+        net[3].weight.copy_(torch.tensor([[1.0, 1.0, -0.5]]))
+    x = torch.tensor([1.0, 2.0]).reshape(1, 2, 1, 1)
+    ex = lambda m, **kw: lrpkit.explain(net, x, 0, method=m, **kw).reshape(-1)  # noqa: E731
+    # gradient: [0, 1, -.5] W1 = [2.5, -1]; deconvnet: relu([1, 1, -.5]) W1 = [4, -1.5];
+    # guided: [0, 1, 0] W1 = [3, -.5]
+    torch.testing.assert_close(ex("sensitivity", norm=None), torch.tensor([2.5, -1.0]))
+    torch.testing.assert_close(ex("gradient_x_input"), torch.tensor([2.5, -2.0]))
+    torch.testing.assert_close(ex("deconvnet", norm=None), torch.tensor([4.0, -1.5]))
+    torch.testing.assert_close(ex("guided_backprop"), torch.tensor([3.0, -0.5]))
+    l2 = float(np.hypot(2.5, 1.0))
+    torch.testing.assert_close(ex("sensitivity"), torch.tensor([l2 / 2, l2 / 2]))
+    torch.testing.assert_close(ex("sensitivity", norm="linf"), torch.tensor([1.25, 1.25]))
+    torch.testing.assert_close(lrpkit.viz.channel_sum(
+        lrpkit.explain(net, x, 0, method="deconvnet", norm="linf")).reshape(()), torch.tensor(4.0))
+
+
+def test_deconvnet_guided_catch_functional_relu():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 3, bias=False), nn.Linear(3, 1, bias=False)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x.flatten(1))))
+
+    net = Net()
+    with torch.no_grad():
+        net.a.weight.copy_(torch.tensor([[1.0, -1.0], [3.0, -0.5], [1.0, 1.0]]))
+        net.b.weight.copy_(torch.tensor([[1.0, 1.0, -0.5]]))
+    x = torch.tensor([1.0, 2.0]).reshape(1, 2, 1, 1)
+    torch.testing.assert_close(lrpkit.explain(net, x, 0, method="guided_backprop").reshape(-1),
+                               torch.tensor([3.0, -0.5]))
+
+
+def test_lrp_params_from_config():
+    from lrpkit.lrp import params_from_config
+
+    cfg = lrpkit.load_config("smoke")
+    p = params_from_config(cfg)
+    assert p["composite"] == "alpha2_beta1" and p["epsilon"] == 0.01 and p["cutoff"] is None
+    assert set(p) <= set(lrpkit.methods()["lrp"].params)
+    net, x = tiny(), torch.randn(1, 3, 8, 8)
+    assert lrpkit.explain(net, x, 0, method="lrp", **p).shape == x.shape

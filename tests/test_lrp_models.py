@@ -1,0 +1,112 @@
+"""LRP on torchvision models (random weights) and the [Foundation] SceneCNN."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import lrpkit
+from lrpkit.lrp import AlphaBeta, Composite, lrp
+
+torchvision = pytest.importorskip("torchvision")
+torch.set_num_threads(1)
+
+AB10 = Composite({"conv": AlphaBeta(1, 0), "linear": AlphaBeta(1, 0)}, name="ab10")
+
+
+def zero_biases(net):
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                m.bias.zero_()
+            if isinstance(m, nn.BatchNorm2d):
+                # keep a non-trivial scale; make the folded bias zero
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.running_mean.zero_()
+                m.bias.zero_()
+    return net.eval()
+
+
+def check_conservation(net, x, comps=("zplus", AB10, "flat")):
+    out = net(x).detach()
+    t = out.argmax(1)
+    f = out[torch.arange(len(t)), t]
+    for comp in comps:
+        R = lrp(net, x, t, comp)
+        assert R.shape == x.shape
+        torch.testing.assert_close(R.sum((1, 2, 3)), f, rtol=1e-5, atol=1e-6 * f.abs().max())
+
+
+def test_vgg11_conservation():
+    torch.manual_seed(0)
+    net = zero_biases(torchvision.models.vgg11(num_classes=10))
+    check_conservation(net, torch.randn(1, 3, 64, 64))
+
+
+def test_resnet18_conservation_and_unchanged():
+    torch.manual_seed(0)
+    net = zero_biases(torchvision.models.resnet18(num_classes=10))
+    x = torch.randn(1, 3, 64, 64)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    check_conservation(net, x)
+    R = lrp(net, x, 3, "epsilon_alpha2_beta1_flat")
+    assert torch.isfinite(R).all()
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all("forward" not in m.__dict__ for m in net.modules())
+
+
+def test_resnet50_bottleneck_and_alexnet_run():
+    torch.manual_seed(0)
+    for net in (torchvision.models.resnet50(num_classes=5), torchvision.models.alexnet(num_classes=5)):
+        net = zero_biases(net)
+        x = torch.randn(1, 3, 64 if isinstance(net, torchvision.models.ResNet) else 96,
+                        64 if isinstance(net, torchvision.models.ResNet) else 96)
+        check_conservation(net, x, comps=("zplus",))
+        assert torch.isfinite(lrp(net, x, 0, "epsilon_plus_flat")).all()
+
+
+def test_resnet18_lrp0_equals_gradient_x_input():
+    torch.manual_seed(1)
+    net = torchvision.models.resnet18(num_classes=4).eval()
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(lrp(net, x, 2, "lrp0"),
+                               lrpkit.explain(net, x, 2, method="gradient_x_input"),
+                               rtol=1e-3, atol=1e-5)
+
+
+def test_scene_cnn():
+    models = pytest.importorskip("lrpkit.models")
+    torch.manual_seed(0)
+    net = models.SceneCNN(n_classes=6, width=8, hidden=32, input_size=32).eval()
+    zero_biases(net)
+    x = torch.randn(2, 3, 32, 32)
+    check_conservation(net, x)
+    R = lrpkit.explain(net, x, "pred", method="lrp", cutoff="features.3")
+    assert R.shape == x.shape and torch.isfinite(R).all()
+
+
+def test_trained_scene_cnn():
+    models = pytest.importorskip("lrpkit.models")
+    root = Path(__file__).resolve().parents[1]
+    cands = [Path(p) for p in [os.environ.get("LRPKIT_TRAINED_CNN")] if p]
+    cands += [root / "data" / "models" / "cnn" / "cnn.pt", root / "data" / "models" / "cnn.pt"]
+    path = next((p for p in cands if p.exists()), None)
+    if path is None:
+        pytest.skip(f"no trained model at {', '.join(map(str, cands))}")
+    net = models.load_cnn(path).eval()
+    s = net.input_size
+    x = torch.randn(2, 3, s, s)
+    # the trained net has biases: conservation holds for a bias-free copy
+    nb = models.load_cnn(path).eval()
+    with torch.no_grad():
+        for m in nb.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                m.bias.zero_()
+    check_conservation(nb, x)
+    for comp in ("alpha2_beta1", "epsilon_plus_flat", "epsilon"):
+        assert torch.isfinite(lrp(net, x, "pred", comp)).all()
