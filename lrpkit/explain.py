@@ -21,6 +21,7 @@ is validated and ``target`` is already a ``LongTensor`` of shape ``(N,)``.
 from __future__ import annotations
 
 import inspect
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -139,6 +140,26 @@ def model_scores(model: Any, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+_N_CLASSES: "weakref.WeakKeyDictionary[Any, tuple[tuple, int]]" = weakref.WeakKeyDictionary()
+
+
+def _n_classes(model: Any, x: torch.Tensor) -> int:
+    """The model's number of outputs, cached per model and input size (saves a forward pass)."""
+    key = tuple(x.shape[1:])
+    try:
+        cached = _N_CLASSES.get(model)
+    except TypeError:  # not weak-referenceable
+        cached = None
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    n = model_scores(model, x[:1]).shape[1]
+    try:
+        _N_CLASSES[model] = (key, n)
+    except TypeError:
+        pass
+    return n
+
+
 def resolve_target(model: Any, x: torch.Tensor, target: Any,
                    n_classes: int | None = None) -> torch.Tensor:
     """Turn ``target`` (int, sequence, tensor or ``"pred"``) into a LongTensor ``(N,)``.
@@ -165,7 +186,7 @@ def resolve_target(model: Any, x: torch.Tensor, target: Any,
             raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
         t = t.long()
     if n_classes is None:
-        n_classes = model_scores(model, x[:1]).shape[1]
+        n_classes = _n_classes(model, x)
     if (t < 0).any() or (t >= n_classes).any():
         raise ValueError(f"target {t.tolist()} out of range for a model with {n_classes} classes")
     return t

@@ -93,12 +93,23 @@ def _decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _plain_strings(ds: xr.Dataset) -> xr.Dataset:
+    """Store string coordinates / variables (object or pandas string dtypes) as numpy ``str``."""
+    for name, var in ds.variables.items():
+        if not isinstance(var.dtype, np.dtype) or var.dtype.kind in "OT":
+            values = np.asarray(var.values, dtype=object)
+            if all(isinstance(v, str) for v in values.ravel()):
+                ds = ds.assign_coords({name: (var.dims, values.astype(str), var.attrs)}) if name in ds.coords \
+                    else ds.assign({name: (var.dims, values.astype(str), var.attrs)})
+    return ds
+
+
 def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` to netCDF (h5netcdf engine) atomically; nested attrs become JSON."""
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"save_dataset needs an xarray.Dataset, got {type(ds).__name__}")
     path = Path(path)
-    ds = ds.copy(deep=False)
+    ds = _plain_strings(ds.copy(deep=False))
     ds.attrs = _encode_attrs(ds.attrs)
     for name in list(ds.variables):
         ds[name].attrs = _encode_attrs(ds[name].attrs)

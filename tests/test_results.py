@@ -64,3 +64,13 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+
+
+def test_pandas_string_coordinates_are_stored_as_plain_strings(tmp_path):
+    import pandas as pd
+
+    da = xr.DataArray([1.0, 2.0], dims="split")
+    ds = xr.concat([da[:1], da[1:]], dim=pd.Index(pd.array(["test", "test_swapped"], dtype="string"),
+                                                  name="split")).to_dataset(name="ap")
+    out = open_dataset(save_dataset(ds, tmp_path / "s.nc"))
+    assert list(out["split"].values) == ["test", "test_swapped"]
