@@ -210,7 +210,7 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
             imgs = [imgs[i] for i in pick]
         per = max(1, int(np.ceil(self.n_samples / len(imgs))))
         sample = []
-        for img in imgs:
+        for img in _progress(imgs, "FV fit: SIFT sample"):
             d, _ = self.sift(img)
             idx = rng.choice(d.shape[0], size=min(per, d.shape[0]), replace=False)
             sample.append(d[idx])
@@ -256,7 +256,7 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
         imgs = as_image_list(images)
         out = np.empty((len(imgs), self.fv_dim))
         bs = max(1, int(self.batch_size))
-        for s in range(0, len(imgs), bs):
+        for s in _progress(range(0, len(imgs), bs), "FV encode", unit="batch"):
             feats = [self.local_features(im)[0] for im in imgs[s:s + bs]]
             G = _posteriors(np.concatenate(feats, 0), self.gmm_)     # one batched E-step
             o = 0
@@ -405,6 +405,13 @@ def classifier_from_config(cfg: Mapping[str, Any], class_names: Sequence[str] | 
                                   class_names=class_names, random_state=seed)
 
 
+def _progress(it: Any, desc: str, unit: str = "img"):
+    """tqdm.auto over ``it`` when it is long enough to be worth a bar."""
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, unit=unit, leave=False, disable=len(it) < 8)
+
+
 def load_split(root: str | os.PathLike, split: str) -> tuple[list, np.ndarray, list[str]]:
     """``(PIL images, multi-hot labels (N, C), class names)`` of a VOC split via lrpkit.data.
 
@@ -475,7 +482,14 @@ def fit_fisher_from_config(cfg: Mapping[str, Any] | str | None = None, *, save: 
     imgs, Y, names = load_split(root, "trainval")
     clf = classifier_from_config(cfg, class_names=names or None).fit(imgs, Y)
     if save:
-        save_fisher(clf, model_path(cfg))
+        path = model_path(cfg)
+        save_fisher(clf, path)
+        try:
+            test_imgs, test_Y, _ = load_split(root, "test")
+        except (ValueError, FileNotFoundError):
+            pass  # a data set without a test split: nothing to score
+        else:
+            evaluate(clf, test_imgs, test_Y, path=Path(path).with_name("test_map.nc"), config=cfg)
     return clf
 
 
