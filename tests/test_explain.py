@@ -76,13 +76,10 @@ def test_register_duplicate_name_rejected():
 
 
 def test_sensitivity_norms_and_baselines_by_hand():
+    from nets import two_layer
+
     # x = [1, 2] -> W1 -> ReLU (h = [0, 2, 3]) -> W2 = [1, 1, -.5]
-    net = nn.Sequential(nn.Flatten(), nn.Linear(2, 3, bias=False), nn.ReLU(),
-                        nn.Linear(3, 1, bias=False))
-    with torch.no_grad():
-        net[1].weight.copy_(torch.tensor([[1.0, -1.0], [3.0, -0.5], [1.0, 1.0]]))
-        net[3].weight.copy_(torch.tensor([[1.0, 1.0, -0.5]]))
-    x = torch.tensor([1.0, 2.0]).reshape(1, 2, 1, 1)
+    net, x = two_layer()
     ex = lambda m, **kw: lrpkit.explain(net, x, 0, method=m, **kw).reshape(-1)  # noqa: E731
     # gradient: [0, 1, -.5] W1 = [2.5, -1]; deconvnet: relu([1, 1, -.5]) W1 = [4, -1.5];
     # guided: [0, 1, 0] W1 = [3, -.5]
