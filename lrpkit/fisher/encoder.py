@@ -519,7 +519,7 @@ def evaluate(model: FisherVectorClassifier, images: Any, Y: Any,
     params.update(C=model.C, loss=model.loss)
     ds = xr.Dataset({"ap": (("class",), ap), "n_positive": (("class",), Yb.sum(0))},
                     coords={"class": np.array(names, dtype=str)},
-                    attrs=make_attrs(config, model="fisher_vector", mAP=float(np.nanmean(ap)),
+                    attrs=make_attrs(config, model="fisher_vector", mAP=float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan"),
                                      n_images=int(len(Yb)), params=params))
     if path is not None:
         save_dataset(ds, path)
