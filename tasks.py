@@ -39,9 +39,15 @@ def ensure_env() -> None:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == digest:
         return
-    rc = _run([PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", ".[dev]"])
+    log = VENV / "pip-install.log"
+    print(f"installing lrpkit and its dependencies into {VENV} (log: {log})", flush=True)
+    with open(log, "w") as fh:
+        rc = _run([PY, "-m", "pip", "install", "--disable-pip-version-check", "-e", ".[dev]"],
+                  stdout=fh, stderr=subprocess.STDOUT)
     if rc != 0:
-        sys.exit(f"pip install failed (exit {rc})")
+        lines = [ln for ln in log.read_text().splitlines() if "is ignored: it is neither" not in ln]
+        print("\n".join(lines[-40:]), file=sys.stderr)
+        sys.exit(f"pip install failed (exit {rc}); full log in {log}")
     STAMP.write_text(digest)
 
 
