@@ -90,19 +90,31 @@ def test_scene_cnn():
     assert R.shape == x.shape and torch.isfinite(R).all()
 
 
-def test_trained_scene_cnn():
-    models = pytest.importorskip("lrpkit.models")
+@pytest.fixture(scope="module")
+def trained_cnn_path(scenes_root, tmp_path_factory):
+    """The default model when `lrpkit all` has made one, else a scene CNN trained here (seconds)."""
+    from lrpkit.models import train_cnn
+
     root = Path(__file__).resolve().parents[1]
-    cands = [Path(p) for p in [os.environ.get("LRPKIT_TRAINED_CNN")] if p]
-    cands += [root / "data" / "models" / "cnn" / "cnn.pt", root / "data" / "models" / "cnn.pt"]
-    path = next((p for p in cands if p.exists()), None)
-    if path is None:
-        pytest.skip(f"no trained model at {', '.join(map(str, cands))}")
-    net = models.load_cnn(path).eval()
-    s = net.input_size
-    x = torch.randn(2, 3, s, s)
+    for p in [os.environ.get("LRPKIT_TRAINED_CNN"), root / "data" / "models" / "cnn" / "cnn.pt"]:
+        if p and Path(p).exists():
+            return Path(p)
+    out = tmp_path_factory.mktemp("trained_cnn")
+    res = train_cnn(scenes_root, out, epochs=3, size=40, crop=32, width=8, mult=(1, 2, 4), hidden=32,
+                    checkpoints=(), progress=False, test_split=None)
+    return res.final_path
+
+
+def test_trained_scene_cnn(trained_cnn_path, scenes_root):
+    from lrpkit.data import VOCDataset
+    from lrpkit.data.transforms import to_tensor_batch
+
+    models = pytest.importorskip("lrpkit.models")
+    net = models.load_cnn(trained_cnn_path).eval()
+    ds = VOCDataset(scenes_root, "test")
+    x = to_tensor_batch([ds[i][0] for i in range(3)], net.meta["size"], net.meta["input_size"])
     # the trained net has biases: conservation holds for a bias-free copy
-    nb = models.load_cnn(path).eval()
+    nb = models.load_cnn(trained_cnn_path).eval()
     with torch.no_grad():
         for m in nb.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
