@@ -42,6 +42,9 @@ class Method:
     description: str = ""
     paper: str = ""
     model_kind: str = "torch"  # "torch" (nn.Module) or "fisher" (FisherVectorClassifier)
+    #: the function takes ``target="pred"`` itself and resolves it from its own forward pass
+    #: (saves a forward; the prediction is then the one of the explained pass)
+    resolves_pred: bool = False
 
     def __repr__(self) -> str:  # short, for listings in notebooks
         return f"Method({self.name!r}, params={dict(self.params)!r})"
@@ -51,11 +54,14 @@ _REGISTRY: dict[str, Method] = {}
 
 
 def register(name: str, *, params: Mapping[str, Any] | None = None, description: str = "",
-             paper: str = "", model_kind: str = "torch", replace: bool = False):
+             paper: str = "", model_kind: str = "torch", replace: bool = False,
+             resolves_pred: bool = False):
     """Decorator that adds ``func(model, x, target, **params)`` to the registry.
 
     ``params`` are the default keyword arguments; when omitted they are read from the
-    function's keyword-only parameters.
+    function's keyword-only parameters.  ``resolves_pred=True``: the function is handed
+    ``target="pred"`` unchanged and takes each sample's arg-max from its own forward pass
+    (one forward instead of two); otherwise ``target`` is always a LongTensor ``(N,)``.
     """
     if not isinstance(name, str) or not name:
         raise ValueError("method name must be a non-empty string")
@@ -68,7 +74,7 @@ def register(name: str, *, params: Mapping[str, Any] | None = None, description:
             p.name: p.default for p in inspect.signature(func).parameters.values()
             if p.kind is inspect.Parameter.KEYWORD_ONLY}
         doc = description or (inspect.getdoc(func) or "").split("\n\n")[0]
-        _REGISTRY[name] = Method(name, func, defaults, doc, paper, model_kind)
+        _REGISTRY[name] = Method(name, func, defaults, doc, paper, model_kind, resolves_pred)
         return func
 
     return deco
@@ -121,10 +127,21 @@ def check_input(x: Any, name: str = "x") -> torch.Tensor:
 
 
 def model_scores(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """Class scores ``(N, classes)`` of a torch module or an object with ``decision_function``."""
+    """Class scores ``(N, classes)`` of a torch module or an object with ``decision_function``.
+
+    A torch module is evaluated in eval mode (dropout off, batch-norm running statistics used
+    and left unchanged); its training flags are restored afterwards.
+    """
     if isinstance(model, torch.nn.Module):
-        with torch.no_grad():
-            out = model(x)
+        training = [m for m in model.modules() if m.training]
+        try:
+            for m in training:
+                m.training = False
+            with torch.no_grad():
+                out = model(x)
+        finally:
+            for m in training:
+                m.training = True
     elif hasattr(model, "decision_function"):
         out = torch.as_tensor(np.asarray(model.decision_function(x)))
     elif callable(model):
@@ -205,7 +222,10 @@ def explain(model: Any, x: torch.Tensor, target: Any = "pred", method: str = "lr
         raise ValueError(f"unknown parameter(s) {sorted(unknown)} for method {method!r}; "
                          f"it takes {sorted(m.params)}")
     x = check_input(x)
-    t = resolve_target(model, x, target)
+    if m.resolves_pred and isinstance(target, str) and target == "pred":
+        t = target  # the method takes the arg-max of its own (single) forward pass
+    else:
+        t = resolve_target(model, x, target)
     kw = {**m.params, **params}
     rel = m.func(model, x, t, **kw)
     if not isinstance(rel, torch.Tensor) or rel.shape != x.shape:

@@ -48,6 +48,32 @@ def test_targets_int_tensor_pred():
     torch.testing.assert_close(c, d)
 
 
+@pytest.mark.parametrize("method", ["lrp", "sensitivity", "gradient_x_input"])
+def test_pred_costs_one_forward_and_leaves_batchnorm_alone(method):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 64, 5)).train()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    calls = []
+    net.register_forward_hook(lambda m, i, o: calls.append(1))
+    x = torch.randn(3, 3, 8, 8)
+    R = lrpkit.explain(net, x, "pred", method=method)
+    assert len(calls) == 1, "target='pred' must not cost a second forward pass"
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), f"{k} changed"
+    assert net.training and net[3].training
+    # 'pred' is the eval-mode prediction: same map as the explicit eval-mode arg-max
+    t = net.eval()(x).argmax(1)
+    net.train()
+    torch.testing.assert_close(R, lrpkit.explain(net, x, t, method=method))
+    # an int target costs one forward to count the classes (cached), then one per call
+    lrpkit.explain(net, x, 0, method=method)
+    assert net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
 def test_unknown_method_and_param():
     net, x = tiny(), torch.randn(1, 3, 8, 8)
     with pytest.raises(ValueError, match="unknown method"):

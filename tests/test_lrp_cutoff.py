@@ -1,6 +1,7 @@
 """Mapping-influence cut-off (paper 001 Sec. 3)."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -75,3 +76,54 @@ def test_cutoff_conserves_on_overlapping_net_and_container_names():
     # below the cut-off the map does not depend on the pixel values within a field
     R1 = lrp(net, x, t, "zplus", cutoff="0")
     assert (R1 >= 0).all() or (R1 <= 0).all()
+
+
+def recursive_flat(shape_in, convs, unit):
+    """Input map of one cut-off unit under the flat rule, by explicit loops (independent of
+    the engine): each unit gives equal shares to every in-image input of its window."""
+    # convs: list of (c_in, kernel, padding, stride) from the input upwards
+    sizes = [shape_in]
+    for c_in, k, p, st in convs:
+        h, w = sizes[-1][1:]
+        sizes.append((None, (h + 2 * p - k) // st + 1, (w + 2 * p - k) // st + 1))
+    (c, y, x), = [unit]
+    R = {(y, x): 1.0}  # spatial relevance at the cut-off layer (channels do not matter)
+    for (c_in, k, p, st), (_, h, w) in zip(reversed(convs), reversed(sizes[:-1])):
+        nxt = {}
+        for (yy, xx), r in R.items():
+            field = [(yy * st - p + i, xx * st - p + j) for i in range(k) for j in range(k)]
+            field = [(a, b) for a, b in field if 0 <= a < h and 0 <= b < w]
+            for a, b in field:
+                nxt[(a, b)] = nxt.get((a, b), 0.0) + r / len(field)
+        R = nxt
+    out = torch.zeros(shape_in[1:], dtype=torch.float64)
+    for (a, b), r in R.items():
+        out[a, b] = r
+    return out
+
+
+def test_cutoff_on_overlapping_convolutions_matches_recursive_flat_by_hand():
+    """Paper 001 Sec. 3: relevance at the cut-off is spread by flat weights over each unit's
+    (overlapping, padded) receptive field, recursively: a pyramid, checked per unit."""
+    g = torch.Generator().manual_seed(4)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.ReLU(),
+                        nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=False), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(4 * 4 * 4, 2, bias=False)).double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(1, 2, 8, 8, generator=g, dtype=torch.float64)
+    with LRP(net, "epsilon", cutoff="2", record=("2",)) as attr:
+        R = attr(x, 0)
+        Rcut = attr.records["2"][0]                              # (4, 4, 4) at conv 2's output
+    expected = torch.zeros(8, 8, dtype=torch.float64)
+    convs = [(2, 3, 1, 1), (3, 3, 1, 2)]
+    for c in range(4):
+        for y in range(4):
+            for xx in range(4):
+                expected += Rcut[c, y, xx] * recursive_flat((2, 8, 8), convs, (c, y, xx))
+    torch.testing.assert_close(R[0].sum(0), expected, rtol=1e-10, atol=1e-12)
+    # spread evenly over the input channels, and a unit's map stays inside its 7x7 field
+    torch.testing.assert_close(R[0, 0], R[0, 1])
+    one = recursive_flat((2, 8, 8), convs, (0, 0, 0))
+    assert one[:3, :3].sum() == pytest.approx(1.0) and one[3:].sum() == 0 and one[:, 3:].sum() == 0

@@ -34,7 +34,8 @@ __all__ = ["LRP", "lrp", "Composite", "COMPOSITES", "get_composite", "Rule", "Ep
            "canonizers", "engine", "baselines", "params_from_config"]
 
 
-@register("lrp", paper="002 eq. 6-8; 000 eq. 5-8; 001 Sec. 2.1, 3", replace=True)
+@register("lrp", paper="002 eq. 6-8; 000 eq. 5-8; 001 Sec. 2.1, 3", replace=True,
+          resolves_pred=True)
 def _lrp_method(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *,
                 composite: Any = "alpha2_beta1", rules: Mapping[str, Rule] | None = None,
                 epsilon: float = 0.01, low: Any = None, high: Any = None,
@@ -51,25 +52,26 @@ def _lrp_method(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *
                cutoff=cutoff, canonize=canonize)
 
 
-@register("sensitivity", paper="002 eq. 3", replace=True)
+@register("sensitivity", paper="002 eq. 3", replace=True, resolves_pred=True)
 def _sensitivity_method(model, x, target, *, norm: str | None = "l2") -> torch.Tensor:
     """Sensitivity analysis: channel norm ('l2' or 'linf', paper 002 eq. 3) of the input gradient."""
     return sensitivity(model, x, target, norm=norm)
 
 
-@register("deconvnet", paper="002 Sec. II-B", replace=True)
+@register("deconvnet", paper="002 Sec. II-B", replace=True, resolves_pred=True)
 def _deconvnet_method(model, x, target, *, norm: str | None = "l2") -> torch.Tensor:
     """Deconvnet (Zeiler & Fergus): rectified backward signal, channel-pooled like eq. 3."""
     return deconvnet(model, x, target, norm=norm)
 
 
-@register("gradient_x_input", paper="(equals LRP-0 on ReLU nets)", replace=True)
+@register("gradient_x_input", paper="(equals LRP-0 on ReLU nets)", replace=True,
+          resolves_pred=True)
 def _gxi_method(model, x, target) -> torch.Tensor:
     """Gradient x input."""
     return gradient_x_input(model, x, target)
 
 
-@register("guided_backprop", paper="Springenberg et al. 2015", replace=True)
+@register("guided_backprop", paper="Springenberg et al. 2015", replace=True, resolves_pred=True)
 def _guided_method(model, x, target, *, norm: str | None = None) -> torch.Tensor:
     """Guided backpropagation (signed; norm='l2'/'linf' pools channels)."""
     return guided_backprop(model, x, target, norm=norm)

@@ -32,6 +32,7 @@ layer is spread uniformly over each unit's inputs, recursively down to the pixel
 from __future__ import annotations
 
 import inspect
+import os
 from contextlib import contextmanager
 from typing import Any, Mapping
 
@@ -166,6 +167,9 @@ _ALLOWED_FUNCS = {"flatten", "view", "reshape", "contiguous", "size", "dim", "nu
                   "_has_compatible_shallow_copy_type", "__setstate__", "__reduce_ex__"}
 
 
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+
 class _Guard(TorchFunctionMode):
     """Raises on tensor operations issued by container forwards that are not relevance-neutral."""
 
@@ -178,7 +182,7 @@ class _Guard(TorchFunctionMode):
         kwargs = kwargs or {}
         if self.depth == 0:
             fname = getattr(func, "__name__", str(func))
-            if fname not in _ALLOWED_FUNCS:
+            if fname not in _ALLOWED_FUNCS and self._from_model_code():
                 where = self._where()
                 raise UnsupportedLayerError(
                     f"LRP cannot propagate relevance through the functional call "
@@ -187,6 +191,18 @@ class _Guard(TorchFunctionMode):
                     f"that wraps it (rules={{'<name>': lrpkit.lrp.Pass()}} for element-wise "
                     f"activations)")
         return func(*args, **kwargs)
+
+    @staticmethod
+    def _from_model_code() -> bool:
+        """Whether the op was issued by a module's own code (a container ``forward`` or a
+        helper method of it), not by a user's forward hook or other outside code: the first
+        frame outside torch (and this file) belongs to a method of an ``nn.Module``."""
+        f = inspect.currentframe()
+        f = f.f_back if f is not None else None
+        while f is not None and (f.f_code.co_filename.startswith(_TORCH_DIR)
+                                 or f.f_code.co_filename == __file__):
+            f = f.f_back
+        return f is not None and isinstance(f.f_locals.get("self"), nn.Module)
 
     def _where(self) -> str:
         f = inspect.currentframe()
@@ -292,6 +308,7 @@ class LRP:
                     for (a, _), (b, mb) in zip(ch, ch[1:]):
                         if isinstance(mb, nn.ReLU):
                             self._prev[pre + b] = pre + a
+            self._inplace_ok = self._inplace_safe(first, mods)
             for name, m in leaves:
                 self._patch(m, self._guarded(self._leaf_forward(name, m, name == first)))
             for name, blk in self.blocks:
@@ -312,6 +329,22 @@ class LRP:
     def __exit__(self, *exc):
         self._restore()
         return False
+
+    def _inplace_safe(self, first: str | None, mods: Mapping[str, nn.Module]) -> bool:
+        """Whether in-place ReLUs may overwrite ``z``: no rule above the input layer gives
+        relevance to dead units (flat, w-square, z-box, Pass on an unknown module).  Decided
+        up front so that such composites do not pay a second forward pass (the retry in
+        ``__call__`` stays as a safety net)."""
+        comp = self.composite
+        if any(not r.multiplicative for r in comp.kinds.values()):
+            return False
+        for n, r in comp.name_map.items():
+            if n == first:
+                continue
+            if not r.multiplicative or (isinstance(r, Pass) and n in mods
+                                        and layer_kind(mods[n]) == "other"):
+                return False
+        return True
 
     def _patch(self, m: nn.Module, fwd) -> None:
         had = "forward" in m.__dict__
@@ -498,7 +531,10 @@ class LRP:
                 return orig(x, *a, **k)
             rule = eng.composite.name_map.get(name)
             if isinstance(rule, Pass):
-                eng._check_overwrite(rule)
+                # an arbitrary element-wise f (f(0) != 0, e.g. sigmoid) gives dead units
+                # relevance: the z overwritten by an in-place ReLU below would then be wrong
+                if st.overwrote and st.allow_inplace:
+                    raise _Retry()
                 return _PassAny.apply(x, lambda t: orig(t, *a, **k), name)
             reason = f" ({why})" if why else ""
             raise UnsupportedLayerError(
@@ -576,7 +612,7 @@ class LRP:
                                "with LRP(model, ...) as lrp: R = lrp(x, target)")
         x = check_input(x)
         try:
-            return self._run(x, target, allow_inplace=True)
+            return self._run(x, target, allow_inplace=self._inplace_ok)
         except _Retry:
             return self._run(x, target, allow_inplace=False)
 

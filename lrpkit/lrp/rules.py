@@ -23,10 +23,13 @@ rule                   ``R_i =``
 :class:`Pass`          relevance passes unchanged (ReLU, dropout, flatten, other activations)
 =====================  ====================================================================
 
-Biases: the epsilon rule keeps the bias in ``z_j`` (relevance it absorbs is lost, as in
-eq. 7); alpha-beta puts ``b+`` into ``z+_j`` and ``b-`` into ``z-_j`` (Bach et al. 2015);
-flat, w-square and the ``l``/``h`` terms of z-box ignore it.  With zero biases z+,
-alpha-beta, flat, w-square and LRP-0 conserve relevance exactly.
+Biases: papers 000 (eq. 7-8) and 002 (eq. 7-8) write ``z_j = sum_i z_ij`` for bias-free
+units.  lrpkit follows the paper both cite for the rules (Bach et al. 2015, their ref. [1]),
+which keeps the bias in the denominator: the epsilon rule uses ``z_j = sum_i z_ij + b_j``
+(relevance the bias absorbs is lost), alpha-beta puts ``b+`` into ``z+_j`` and ``b-`` into
+``z-_j`` (zennit and captum do the same); flat, w-square and the ``l``/``h`` terms of z-box
+ignore it.  With zero biases both readings agree, and z+, alpha-beta, flat, w-square and
+LRP-0 conserve relevance exactly.
 """
 from __future__ import annotations
 
