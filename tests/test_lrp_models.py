@@ -57,6 +57,19 @@ def test_vgg11_conservation():
     check_conservation(net, torch.randn(1, 3, 64, 64))
 
 
+def test_vgg16_runs_and_conserves_in_float32():
+    """torchvision VGG16 as it is (random weights; float32 only: its 25088x4096 layer in float64
+    would cost 1 GB): z+ conserves to float32 rounding, every preset gives finite maps."""
+    torch.manual_seed(0)
+    net = zero_biases(torchvision.models.vgg16(num_classes=5))
+    x = torch.randn(1, 3, 32, 32)
+    f = net(x)[0, 2].detach()
+    R = lrp(net, x, 2, "zplus")
+    torch.testing.assert_close(R.sum(), f, rtol=1e-4, atol=1e-6 * abs(float(f)))
+    for comp in ("alpha2_beta1", "epsilon_plus_flat", "epsilon"):
+        assert torch.isfinite(lrp(net, x, 2, comp)).all()
+
+
 def test_resnet18_conservation_and_unchanged():
     torch.manual_seed(0)
     net = zero_biases(torchvision.models.resnet18(num_classes=10))

@@ -96,3 +96,15 @@ def test_pil_transforms():
     assert all(o.shape == (3, 24, 24) for o in outs)
     for a, b in zip(outs, outs2):
         torch.testing.assert_close(a, b)
+
+
+def test_input_bounds_are_the_normalised_pixel_range():
+    from lrpkit.data.transforms import input_bounds, normalize
+
+    low, high = input_bounds()
+    black = normalize(torch.zeros(1, 3, 2, 2, dtype=torch.uint8))
+    white = normalize(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))
+    torch.testing.assert_close(black[0, :, :1, :1], low)
+    torch.testing.assert_close(white[0, :, :1, :1], high)
+    x = normalize(torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8))
+    assert bool((x >= low - 1e-6).all()) and bool((x <= high + 1e-6).all())

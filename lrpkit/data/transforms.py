@@ -30,7 +30,7 @@ from PIL import Image
 
 __all__ = ["MEAN", "STD", "DEFAULT_SIZE", "DEFAULT_CROP", "N_TRAIN_VIEWS",
            "pad_to_square", "crop_offsets", "train_view", "ten_views", "center_crop",
-           "normalize", "denormalize", "image_to_uint8", "preprocess_images",
+           "normalize", "denormalize", "input_bounds", "image_to_uint8", "preprocess_images",
            "preprocess_dataset", "train_views_batch", "to_tensor_batch",
            "TrainTransform", "TestTransform"]
 
@@ -142,6 +142,17 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     mean, std = _stats(xf)
     return (xf - mean) / std
+
+
+def input_bounds() -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low, high)``: the normalised values of pixel 0 and pixel 1, ``(3, 1, 1)`` each.
+
+    The bounds of the model's input space, for the z-box rule on the input layer:
+    ``explain(model, x, t, method="lrp", composite="epsilon_plus_box", low=low, high=high)``.
+    """
+    mean = torch.tensor(MEAN).reshape(3, 1, 1)
+    std = torch.tensor(STD).reshape(3, 1, 1)
+    return (0.0 - mean) / std, (1.0 - mean) / std
 
 
 def denormalize(x: torch.Tensor, clamp: bool = True) -> torch.Tensor:

@@ -74,7 +74,8 @@ def _need_box(name, low, high):
     if low is None or high is None:
         raise ValueError(f"composite {name!r} uses the z-box rule on the input layer: pass the "
                          f"data's bounds low=... and high=... (scalars or per-channel tensors "
-                         f"(C, 1, 1) in the model's normalised input space)")
+                         f"(C, 1, 1) in the model's normalised input space; for lrpkit's models "
+                         f"low, high = lrpkit.data.transforms.input_bounds())")
     return ZBox(low, high)
 
 
