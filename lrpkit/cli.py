@@ -2,7 +2,7 @@
 
     lrpkit all     --config configs/default.yaml   # data -> models -> every notebook -> reports/
     lrpkit data    --config ...                     # generate the bias-zoo scenes (skipped when current)
-    lrpkit train   --config ... [--only cnn|fisher] # train the default models (skipped when present)
+    lrpkit train   --config ... [--only cnn|fisher] # train the default models (skipped when current)
     lrpkit report  --config ... [--notebooks 00 03] [--out DIR] [--show-code]
     lrpkit methods                                  # the heatmap-method registry
 
@@ -48,6 +48,12 @@ def step_data(cfg: dict, force: bool = False) -> None:
     if not force and scenes_current(cfg):
         _log(f"scenes up to date in {root}")
         return
+    if root.is_dir() and any(root.iterdir()) and not (root / MARKER).is_file():
+        # never replace a folder lrpkit did not generate (a VOC devkit, say)
+        raise FileExistsError(
+            f"paths.scenes = {root} is a non-empty folder that holds no generated scene set "
+            f"(no {MARKER}); lrpkit will not overwrite it. Point paths.scenes elsewhere, or "
+            f"remove the folder yourself.")
     t0 = time.perf_counter()
     d = cfg["data"]
     generate_scenes(root, n_train=d["n_train"], n_val=d["n_val"], n_test=d["n_test"],
@@ -55,29 +61,59 @@ def step_data(cfg: dict, force: bool = False) -> None:
     _log(f"generated scenes in {root} ({time.perf_counter() - t0:.1f} s)")
 
 
+FINGERPRINT = "config-fingerprint.json"
+
+
+def fingerprint(cfg: dict, section: str) -> dict:
+    """What a trained model depends on: its config section, the data sizes and the seed."""
+    return {"section": section, "params": cfg.get(section) or {},
+            "data": {k: (cfg.get("data") or {}).get(k) for k in ("n_train", "n_val", "n_test")},
+            "seed": cfg.get("seed"), "scenes": str(resolve_path(cfg, "scenes"))}
+
+
+def model_current(cfg: dict, section: str, path: Path) -> bool:
+    """Whether ``path`` exists and was trained from the config's current section and data."""
+    fp = path.parent / FINGERPRINT
+    if not path.is_file() or not fp.is_file():
+        return False
+    try:
+        return json.loads(fp.read_text()) == json.loads(json.dumps(fingerprint(cfg, section)))
+    except ValueError:
+        return False
+
+
+def _write_fingerprint(cfg: dict, section: str, folder: Path) -> None:
+    from .results import atomic_path
+
+    with atomic_path(folder / FINGERPRINT) as tmp:
+        tmp.write_text(json.dumps(fingerprint(cfg, section), indent=2, sort_keys=True) + "\n")
+
+
 def step_train(cfg: dict, only: Sequence[str] = ("cnn", "fisher"), force: bool = False) -> None:
     models = resolve_path(cfg, "models")
     if "cnn" in only:
         from .models import train_from_config
 
-        if force or not (models / "cnn" / "cnn.pt").is_file():
+        if force or not model_current(cfg, "cnn", models / "cnn" / "cnn.pt"):
             t0 = time.perf_counter()
             res = train_from_config(cfg)
+            _write_fingerprint(cfg, "cnn", models / "cnn")
             _log(f"trained CNN ({time.perf_counter() - t0:.1f} s): {res}")
         else:
-            _log(f"CNN present in {models / 'cnn'}")
+            _log(f"CNN up to date in {models / 'cnn'}")
     if "fisher" in only:
         try:
             from .fisher import fit_fisher_from_config
         except ImportError:
             _log("Fisher-vector pipeline not available; skipped")
             return
-        if force or not (models / "fisher" / "fv.joblib").is_file():
+        if force or not model_current(cfg, "fisher", models / "fisher" / "fv.joblib"):
             t0 = time.perf_counter()
             res = fit_fisher_from_config(cfg)
+            _write_fingerprint(cfg, "fisher", models / "fisher")
             _log(f"trained Fisher-vector classifier ({time.perf_counter() - t0:.1f} s): {res}")
         else:
-            _log(f"Fisher-vector model present in {models / 'fisher'}")
+            _log(f"Fisher-vector model up to date in {models / 'fisher'}")
 
 
 def step_report(cfg_arg: Any, notebooks: Sequence[str] | None = None, out: str | None = None,

@@ -130,6 +130,7 @@ def run_notebook(nb_path: str | os.PathLike, out_dir: str | os.PathLike, config:
     name = nb_path.stem
     ipynb, html_path, nc = out_dir / f"{name}.ipynb", out_dir / f"{name}.html", out_dir / f"{name}.nc"
     params = {"config": str(config), "results_path": str(nc), **(parameters or {})}
+    nc.unlink(missing_ok=True)  # a results file left by an earlier run must not pass as new
     t0 = time.perf_counter()
     ok, cell, err = True, None, None
     with atomic_path(ipynb) as tmp, _kernel_path():
@@ -168,7 +169,8 @@ def write_index(summary_runs: Sequence[NotebookRun], out_dir: str | os.PathLike,
             return f'<a href="{html.escape(p.name)}">{label}</a>' if p is not None and p.exists() else ""
 
         status = ('<span class="ok">ok</span>' if r.ok else
-                  f'<span class="fail">failed</span> in cell [{r.failed_cell}]: '
+                  f'<span class="fail">failed</span>'
+                  f'{f" in cell [{r.failed_cell}]" if r.failed_cell is not None else ""}: '
                   f'<code>{html.escape(r.error or "")}</code>')
         rows.append(f"<tr><td>{html.escape(r.name)}</td><td>{status}</td><td>{r.seconds:.1f} s</td>"
                     f"<td>{link(r.html, 'report')}</td><td>{link(r.ipynb, 'notebook')}</td>"

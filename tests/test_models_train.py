@@ -102,6 +102,20 @@ def test_train_writes_checkpoints_history_and_is_deterministic(tmp_path, fake_sp
     assert not torch.equal(res.model.features[0].weight, res3.model.features[0].weight)
     # global RNG state and determinism flag are left as they were
     assert not torch.are_deterministic_algorithms_enabled()
+    # retraining into the same folder replaces it whole: no checkpoint of the earlier run stays
+    train_cnn(fake_splits, tmp_path / "a", seed=5, checkpoints=(1,), **TINY)
+    assert sorted(p.name for p in out.glob("cnn_epoch*.pt")) == [checkpoint_name(1), checkpoint_name(3)]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_failed_training_leaves_the_folder_as_it_was(tmp_path, fake_splits):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "cnn.pt").write_bytes(b"an earlier model")
+    with pytest.raises(ValueError):
+        train_cnn(fake_splits, out, seed=5, checkpoints=(0,), train_split="nope", **TINY)
+    assert (out / "cnn.pt").read_bytes() == b"an earlier model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
 def test_train_learns_fake_scenes(tmp_path, fake_splits):
@@ -122,7 +136,11 @@ def test_evaluate_map_restores_mode_and_checks_classes(fake_splits):
     assert isinstance(ds, xr.Dataset) and list(ds["class"].values) == ["red", "green", "blue"]
     assert ds.sizes["image"] == 48
     assert 0 <= ds.attrs["mAP"] <= 1
-    # a perfect scorer gets AP 1 everywhere
+    # a model trained on the same classes in another order is refused, not scored wrongly
+    swapped = SceneCNN(3, width=4, mult=(1, 2), hidden=8, input_size=16,
+                       classes=["blue", "green", "red"])
+    with pytest.raises(ValueError, match="order matters"):
+        evaluate_map(swapped, fake_splits["test"], "test", size=24, crop=16)
     m4 = SceneCNN(4, width=4, mult=(1, 2), hidden=8, input_size=16)
     with pytest.raises(ValueError, match="4 scores"):
         evaluate_map(m4, fake_splits["test"], "test", size=24, crop=16)

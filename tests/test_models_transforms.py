@@ -108,3 +108,9 @@ def test_input_bounds_are_the_normalised_pixel_range():
     torch.testing.assert_close(white[0, :, :1, :1], high)
     x = normalize(torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8))
     assert bool((x >= low - 1e-6).all()) and bool((x <= high + 1e-6).all())
+
+
+def test_train_views_batch_rejects_unknown_views():
+    imgs = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="0..9"):
+        T.train_views_batch(imgs, 6, views=[0, 10])

@@ -50,7 +50,31 @@ def test_second_run_reuses_data_and_models(smoke, capsys):
     cli.step_data(cfg)
     cli.step_train(cfg)
     out = capsys.readouterr().out
-    assert "up to date" in out and "CNN present" in out
+    assert "scenes up to date" in out and "CNN up to date" in out
+    assert "Fisher-vector model up to date" in out
+    # a changed model section (or data size) makes the model stale: it is retrained
+    changed = {**cfg, "cnn": {**cfg["cnn"], "epochs": cfg["cnn"]["epochs"] + 1}}
+    assert not cli.model_current(changed, "cnn", root / "models" / "cnn" / "cnn.pt")
+    assert cli.model_current(cfg, "cnn", root / "models" / "cnn" / "cnn.pt")
+    smaller = {**cfg, "data": {**cfg["data"], "n_train": cfg["data"]["n_train"] - 1}}
+    assert not cli.model_current(smaller, "fisher", root / "models" / "fisher" / "fv.joblib")
+
+
+def test_data_step_never_overwrites_a_foreign_folder(tmp_path):
+    cfg = load_config("smoke")
+    voc = tmp_path / "VOCdevkit"
+    (voc / "VOC2007").mkdir(parents=True)
+    (voc / "VOC2007" / "keep.txt").write_text("a user's data")
+    cfg["paths"] = {**cfg["paths"], "scenes": str(voc)}
+    with pytest.raises(FileExistsError, match="will not overwrite"):
+        cli.step_data(cfg)
+    assert (voc / "VOC2007" / "keep.txt").read_text() == "a user's data"
+
+
+def test_star_import_names_only_existing_modules():
+    ns: dict = {}
+    exec("from lrpkit import *", ns)
+    assert "explain" in ns and "lrp" in ns and "fisher" in ns
 
 
 def test_cli_rejects_missing_config(tmp_path, capsys):

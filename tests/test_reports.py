@@ -84,3 +84,17 @@ def test_discover_selects_by_prefix_and_rejects_unknown(tmp_path):
         discover_notebooks(tmp_path, ["99"])
     with pytest.raises(FileNotFoundError, match="nope"):
         discover_notebooks(tmp_path / "nope")
+
+
+def test_stale_results_of_an_earlier_run_do_not_pass(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _write_nb(nbs / "00_x.ipynb", GOOD)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 1\n")
+    assert run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False).ok
+    assert (tmp_path / "out" / "00_x.nc").exists()
+    _write_nb(nbs / "00_x.ipynb", "z = 3")         # the notebook no longer writes results
+    summary = run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False)
+    assert not summary.ok and "no results" in summary.runs[0].error
+    assert not (tmp_path / "out" / "00_x.nc").exists()

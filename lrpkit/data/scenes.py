@@ -620,6 +620,9 @@ def generate_scenes(root: str | os.PathLike, n_train: int = 2000, n_val: int = 5
     if n_jobs is None:
         n_jobs = min(os.cpu_count() or 1, 8) if total >= 200 else 1
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the set gets the usual permissions
     try:
         for sub in ("JPEGImages", "Annotations"):
             (tmp / sub).mkdir()

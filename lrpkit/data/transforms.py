@@ -224,6 +224,8 @@ def train_views_batch(images: torch.Tensor, crop: int = DEFAULT_CROP, *,
     views = torch.as_tensor(views, dtype=torch.long)
     if views.shape != (n,):
         raise ValueError(f"views must have shape ({n},), got {tuple(views.shape)}")
+    if n and (int(views.min()) < 0 or int(views.max()) >= N_TRAIN_VIEWS):
+        raise ValueError(f"views must be in 0..{N_TRAIN_VIEWS - 1}, got {views.tolist()}")
     out = torch.empty((n, images.shape[1], crop, crop), dtype=images.dtype)
     for v in range(N_TRAIN_VIEWS):
         idx = (views == v).nonzero(as_tuple=True)[0]

@@ -25,6 +25,8 @@ threads.
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import os
 import time
 from dataclasses import dataclass, field
@@ -218,6 +220,10 @@ def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
     if scores.shape[1] != labels.shape[1]:
         raise ValueError(f"model gives {scores.shape[1]} scores but split {split!r} has "
                          f"{labels.shape[1]} classes {data.classes}")
+    model_classes = (getattr(model, "meta", None) or {}).get("classes") or getattr(model, "classes", None)
+    if model_classes is not None and list(model_classes) != list(data.classes):
+        raise ValueError(f"the model's classes {list(model_classes)} differ from the data's "
+                         f"{list(data.classes)} (order matters); pass classes=... to match")
     ap = _average_precision(labels, scores, _ignore_np(data))
     m_ap = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
     ds = xr.Dataset(
@@ -330,9 +336,42 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
         raise ValueError(f"crop={crop} must not exceed size={size}")
     epochs, batch_size, seed = int(epochs), int(batch_size), int(seed)
     ckpt_epochs = sorted({int(e) for e in (checkpoints or ()) if 0 <= int(e) <= epochs} | {epochs})
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    final_dir = Path(out_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    # everything is written to a fresh folder beside out_dir and swapped into place at the end:
+    # no checkpoints of an earlier run mix with this one's, and a crash leaves out_dir as it was
+    out_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
+    try:
+        res = _train(out_dir, final_dir, data_root, classes, progress, epochs, lr, batch_size, seed,
+                     ckpt_epochs, optimizer, momentum, weight_decay, warmup, size, crop, width, mult,
+                     convs_per_stage, hidden, dropout, num_threads, train_split, val_split,
+                     test_split, deterministic, channels_last, config)
+        os.chmod(out_dir, 0o777 & ~_umask())
+        old = None
+        if final_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.old-", dir=final_dir.parent))
+            os.replace(final_dir, old / "x")
+        os.replace(out_dir, final_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    return res
 
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def _train(out_dir, final_dir, data_root, classes, progress, epochs, lr, batch_size, seed,
+           ckpt_epochs, optimizer, momentum, weight_decay, warmup, size, crop, width, mult,
+           convs_per_stage, hidden, dropout, num_threads, train_split, val_split, test_split,
+           deterministic, channels_last, config) -> TrainResult:
+    """The training loop of :func:`train_cnn`, writing to ``out_dir`` (paths in the result
+    point into ``final_dir``, where the caller moves the folder)."""
     train = load_split(data_root, train_split, classes=classes, size=size, progress=progress)
     val = load_split(data_root, val_split, classes=classes, size=size) if val_split else None
     test = load_split(data_root, test_split, classes=classes, size=size) if test_split else None
@@ -442,7 +481,8 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
         test_map = evaluate_map(model, test, test_split, config=config)
         test_map.attrs.update({"train_time_s": elapsed, "epochs": epochs, "seed": seed})
         save_dataset(test_map, out_dir / "test_map.nc")
-    return TrainResult(model, history, test_map, out_dir, final_path, dict(sorted(written.items())), elapsed)
+    return TrainResult(model, history, test_map, final_dir, final_dir / final_path.name,
+                       {e: final_dir / p.name for e, p in sorted(written.items())}, elapsed)
 
 
 def train_from_config(cfg: Mapping[str, Any] | str | os.PathLike | None = None, *,
