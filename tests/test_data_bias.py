@@ -33,6 +33,17 @@ def test_rates_on_a_hand_made_sidecar():
     assert float(ds["stderr"].sel(statistic="context_match")) == pytest.approx(np.sqrt(0.8 * 0.2 / 5))
 
 
+def test_texture_auc_by_hand():
+    rows = [dict(_row(i, "train", c), texture_energy=e)
+            for i, (c, e) in enumerate([("sheep", 15.0), ("sheep", 16.0), ("horse", 1.0),
+                                        ("aeroplane", 17.0), ("car", np.nan)])]
+    m = bias_summary(pd.DataFrame(rows)).sel(split="train")["measured"].to_series()
+    # sheep beat the horse in 2 of 2 pairs and the aeroplane in 0 of 2; the car has no core
+    assert m["texture_sheep_auc"] == pytest.approx(0.5)
+    assert np.isnan(bias_summary(pd.DataFrame([_row("a", "train", "horse")]))["measured"]
+                    .sel(split="train", statistic="texture_sheep_auc"))
+
+
 def test_planted_rates_follow_the_counterfactual_splits():
     assert planted_rates("test")["context_match"] == pytest.approx(0.88)
     assert planted_rates("test_swapped")["context_match"] == pytest.approx(0.2)
@@ -45,6 +56,8 @@ def test_generated_set_carries_the_planted_biases(scenes_root):
     m = ds["measured"]
     assert float(m.sel(split="test_untagged", statistic="tag_given_horse")) == 0.0
     assert float(m.sel(split="test", statistic="bus_yellow")) == 1.0
+    # the wool texture separates sheep from every other object class
+    assert float(m.sel(split="train", statistic="texture_sheep_auc")) > 0.95
     # on 30 test images, a context rate within 4 standard errors of 0.88
     assert abs(float(m.sel(split="test", statistic="context_match")) - 0.88) < 4 * np.sqrt(0.88 * 0.12 / 30)
 

@@ -15,6 +15,8 @@ statistic                 measured as                                           
 ``landscape``             landscape images                                           0.70
 ``bus_yellow``            buses whose body hue is within 15 degrees of the yellow    1.0
 ``car_hue_uniformity``    normalised entropy of car hues over 12 bins (1: uniform)   1.0
+``texture_sheep_auc``     ROC AUC of ``texture_energy`` separating sheep from the    1.0
+                          other objects (1: every sheep more textured than any other)
 ========================  =========================================================  ==========
 
 On ``test_swapped`` the context is broken (planted ``context_match`` 1/5) and on
@@ -31,7 +33,7 @@ import xarray as xr
 __all__ = ["bias_summary", "planted_rates"]
 
 STATISTICS = ("context_match", "tag_given_horse", "tag_given_no_horse", "two_objects",
-              "landscape", "bus_yellow", "car_hue_uniformity")
+              "landscape", "bus_yellow", "car_hue_uniformity", "texture_sheep_auc")
 
 
 def planted_rates(split: str) -> dict[str, float]:
@@ -41,7 +43,8 @@ def planted_rates(split: str) -> dict[str, float]:
     p_ctx = R["p_context"] + (1 - R["p_context"]) / 5
     rates = {"context_match": p_ctx, "tag_given_horse": R["p_tag_horse"],
              "tag_given_no_horse": R["p_tag_other"], "two_objects": R["p_two_objects"],
-             "landscape": R["p_landscape"], "bus_yellow": 1.0, "car_hue_uniformity": 1.0}
+             "landscape": R["p_landscape"], "bus_yellow": 1.0, "car_hue_uniformity": 1.0,
+             "texture_sheep_auc": 1.0}
     if split == "test_swapped":
         rates["context_match"] = 1 / 5
     if split == "test_untagged":
@@ -55,6 +58,16 @@ def _hue_uniformity(hues: np.ndarray, bins: int = 12) -> float:
     counts, _ = np.histogram(np.mod(hues, 360), bins=bins, range=(0, 360))
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum() / np.log(bins))
+
+
+def _texture_auc(objs: Any) -> float:
+    """ROC AUC of the objects' texture energy for "is a sheep" (nan without both groups)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = (objs["class"] == "sheep").to_numpy()
+    if len(y) == 0 or y.all() or not y.any():
+        return float("nan")
+    return float(roc_auc_score(y, objs["texture_energy"].to_numpy(float)))
 
 
 def bias_summary(source: Any, splits: Sequence[str] | None = None,
@@ -88,6 +101,7 @@ def bias_summary(source: Any, splits: Sequence[str] | None = None,
         buses = objs[objs["class"] == "bus"]
         d_hue = np.abs((buses["hue"].to_numpy(float) - yellow_hue + 180) % 360 - 180)
         cars = objs[objs["class"] == "car"]["hue"].to_numpy(float)
+        tex = objs.dropna(subset=["texture_energy"]) if "texture_energy" in objs else objs.iloc[:0]
         values = {
             "context_match": (img["context_match"].to_numpy(bool), None),
             "tag_given_horse": (img.loc[img["horse"], "tag"].to_numpy() == 1, None),
@@ -96,17 +110,21 @@ def bias_summary(source: Any, splits: Sequence[str] | None = None,
             "landscape": (img["orientation"].to_numpy() == "landscape", None),
             "bus_yellow": (d_hue <= hue_tolerance, None),
             "car_hue_uniformity": (None, cars),
+            "texture_sheep_auc": (None, tex),
         }
         p = planted_rates(split)
         for j, stat in enumerate(STATISTICS):
             flags, hues = values[stat]
             plant[i, j] = p[stat]
-            if hues is not None:
+            if stat == "texture_sheep_auc":
+                meas[i, j], n[i, j] = _texture_auc(hues), len(hues)
+            elif hues is not None:
                 meas[i, j], n[i, j] = _hue_uniformity(hues), len(hues)
             elif len(flags):
                 meas[i, j], n[i, j] = flags.mean(), len(flags)
     stderr = np.sqrt(np.clip(meas * (1 - meas), 0, None) / np.maximum(n, 1))
     stderr[:, STATISTICS.index("car_hue_uniformity")] = np.nan
+    stderr[:, STATISTICS.index("texture_sheep_auc")] = np.nan
     coords = {"split": list(splits), "statistic": list(STATISTICS)}
     dims = ("split", "statistic")
     return xr.Dataset({"measured": (dims, meas), "planted": (dims, plant),

@@ -55,6 +55,9 @@ Sidecar ``bias.csv`` (one row per object; image-level columns repeat)
 ``xmin, ymin, xmax, ymax``  object box in 0-based, half-open pixels (the XML holds the
                   same box 1-based: xmin + 1, ymin + 1, xmax, ymax)
 ``object_context_match``    True when the background is this object's own context
+``texture_energy``          mean high-pass energy ``|g - box3(g)|`` of the grey image over the
+                            object's core (its mask eroded by 2 px), before JPEG; empty when
+                            the core has under 30 pixels (measures the texture bias)
 
 ``read_bias(root)`` loads it as a pandas DataFrame with proper dtypes.
 
@@ -533,18 +536,32 @@ def render_scene(seed: int, split: str, index: int) -> Scene:
 _BIAS_COLUMNS = ["image_id", "split", "source_id", "index", "orientation", "width", "height",
                  "background", "context_class", "context_match", "tag", "tag_xmin", "tag_ymin",
                  "tag_xmax", "tag_ymax", "n_objects", "object_index", "class", "colour", "hue",
-                 "pose", "xmin", "ymin", "xmax", "ymax", "object_context_match"]
+                 "pose", "xmin", "ymin", "xmax", "ymax", "object_context_match", "texture_energy"]
+
+
+def _texture_energy(scene: Scene) -> list[str]:
+    """Per object: mean ``|g - box3(g)|`` of the grey image over the object's core (mask eroded
+    by 2 px), or "" when the core is under 30 pixels."""
+    from scipy import ndimage
+
+    g = scene.image.astype(np.float32).mean(2)
+    hp = np.abs(g - ndimage.uniform_filter(g, 3))
+    out = []
+    for m in scene.masks:
+        core = ndimage.binary_erosion(m > 0.99, iterations=2)
+        out.append(f"{float(hp[core].mean()):.2f}" if core.sum() >= 30 else "")
+    return out
 
 
 def _bias_rows(scene: Scene) -> list[list[Any]]:
     lay = scene.layout
     tb = scene.tag_box or ("", "", "", "")
     rows = []
-    for k, o in enumerate(scene.objects):
+    for k, (o, tex) in enumerate(zip(scene.objects, _texture_energy(scene))):
         rows.append([lay.image_id, lay.split, lay.source_id, lay.index, lay.orientation, lay.width,
                      lay.height, lay.background, lay.classes[0], lay.context_match, int(lay.tag), *tb,
                      len(scene.objects), k, o.name, o.colour, f"{o.hue:.1f}", o.pose, *o.box,
-                     lay.background == CONTEXT[o.name]])
+                     lay.background == CONTEXT[o.name], tex])
     return rows
 
 
