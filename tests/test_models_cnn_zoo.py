@@ -88,11 +88,19 @@ def test_load_torchvision_errors(tmp_path):
     assert "features.0.weight" in str(e.value) and "conv1.weight" in str(e.value)
     with pytest.raises(ValueError, match="arch"):
         load_torchvision("lenet", path)
+    # a model fine-tuned earlier (10-class head) reloads with its own head, or gets a fresh one
     p2 = tmp_path / "r18_10.pth"
-    torch.save(tvm.resnet18(weights=None, num_classes=10).state_dict(), p2)
+    tuned = tvm.resnet18(weights=None, num_classes=10).state_dict()
+    torch.save(tuned, p2)
+    kept = load_torchvision("resnet18", p2, replace_head=False)
+    assert kept.fc.out_features == 10 and torch.equal(kept.fc.weight, tuned["fc.weight"])
+    assert load_torchvision("resnet18", p2, num_classes=20).fc.out_features == 20
+    # a body layer of the wrong shape is named
+    bad = dict(tuned, **{"conv1.weight": torch.zeros(64, 3, 5, 5)})
+    torch.save(bad, p2)
     with pytest.raises(ValueError, match="shape mismatch") as e:
         load_torchvision("resnet18", p2)
-    assert "fc.weight" in str(e.value)
+    assert "conv1.weight" in str(e.value)
     notsd = tmp_path / "list.pth"
     torch.save([1, 2, 3], notsd)
     with pytest.raises(ValueError, match="state_dict"):

@@ -47,6 +47,8 @@ def load_torchvision(arch: str, weights_path: str | os.PathLike, num_classes: in
     num_classes : size of the fresh head when ``replace_head`` (20 = PASCAL VOC).
     replace_head : replace the last ``Linear`` (``classifier.6`` for AlexNet / VGG, ``fc`` for
         ResNet) with a new ``Linear(in_features, num_classes)``, initialised from ``seed``.
+        ``False`` keeps the file's head, whatever its size (ImageNet's 1000 classes, or a model
+        fine-tuned on VOC's 20 and saved earlier).
     seed : seeds the new head's initialisation (the global RNG is left untouched).
 
     Returns the model in ``eval()`` mode.  Raises ``FileNotFoundError`` naming the path when it
@@ -73,9 +75,12 @@ def load_torchvision(arch: str, weights_path: str | os.PathLike, num_classes: in
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
 
+    # a file fine-tuned earlier (e.g. a 20-class VOC head) is built with its own head size
+    head_w = state.get(f"{_head_path(arch)}.weight")
+    n_file = int(head_w.shape[0]) if isinstance(head_w, torch.Tensor) and head_w.dim() == 2 else 1000
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        model = _builders()[arch](weights=None)
+        model = _builders()[arch](weights=None, num_classes=n_file)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]        # in the model's layer order
     unexpected = [k for k in state if k not in expected]
