@@ -12,6 +12,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import xarray as xr
 
-__all__ = ["atomic_path", "make_attrs", "save_dataset", "open_dataset"]
+__all__ = ["atomic_path", "atomic_dir", "make_attrs", "save_dataset", "open_dataset"]
 
 _JSON_KEYS = "_json_attrs"
 
@@ -44,6 +45,30 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``path``; on success it replaces ``path`` whole
+    (an existing folder there is removed), on failure it is deleted and ``path`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result gets the usual permissions
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, old / "x")
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def make_attrs(config: Mapping[str, Any] | None = None, **params: Any) -> dict[str, Any]:

@@ -74,3 +74,26 @@ def test_pandas_string_coordinates_are_stored_as_plain_strings(tmp_path):
                                                   name="split")).to_dataset(name="ap")
     out = open_dataset(save_dataset(ds, tmp_path / "s.nc"))
     assert list(out["split"].values) == ["test", "test_swapped"]
+
+
+def test_atomic_dir_swaps_whole_or_leaves_untouched(tmp_path):
+    import os
+
+    from lrpkit.results import atomic_dir
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "new.txt").write_text("half")
+            raise RuntimeError("crash")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (target / "old.txt").read_text() == "old"
+    with atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (target.stat().st_mode & 0o777) == 0o777 & ~umask

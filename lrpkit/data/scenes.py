@@ -73,8 +73,6 @@ import csv
 import io
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -83,6 +81,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .shapes import ACCENT, BODY, DARK, GLASS, LIGHT, SHAPES
+from ..results import atomic_dir
 from .voc import SCENE_MARKER, VOCObject, annotation_xml, resolve_voc_root, write_image_sets
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -636,11 +635,7 @@ def generate_scenes(root: str | os.PathLike, n_train: int = 2000, n_val: int = 5
     total = sum(counts.values()) + 2 * counts["test"]
     if n_jobs is None:
         n_jobs = min(os.cpu_count() or 1, 8) if total >= 200 else 1
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the set gets the usual permissions
-    try:
+    with atomic_dir(root) as tmp:
         for sub in ("JPEGImages", "Annotations"):
             (tmp / sub).mkdir()
         jobs = [(str(tmp), int(seed), s, i, s == "test") for s in SPLITS for i in range(counts[s])]
@@ -660,10 +655,6 @@ def generate_scenes(root: str | os.PathLike, n_train: int = 2000, n_val: int = 5
         rows.sort(key=lambda r: (order[r[1]], r[3], r[16]))
         _write_csv(tmp / "bias.csv", rows)
         (tmp / SCENE_MARKER).write_text(json.dumps(_marker(seed, counts), indent=2, sort_keys=True) + "\n")
-        _swap_into_place(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 
@@ -682,16 +673,6 @@ def _marker(seed: int, counts: dict[str, int]) -> dict[str, Any]:
             "splits": ["train", "val", "trainval", "test", *COUNTERFACTUAL_SPLITS],
             "jpeg": {"quality": JPEG_QUALITY, "subsampling": "4:4:4"},
             "python_boxes": "0-based half-open (x0, y0, x1, y1); XML is VOC 1-based inclusive"}
-
-
-def _swap_into_place(tmp: Path, root: Path) -> None:
-    old = None
-    if root.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-        os.replace(root, old / "x")
-    os.replace(tmp, root)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_bias(root: str | os.PathLike) -> "pd.DataFrame":

@@ -25,8 +25,6 @@ threads.
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 import os
 import time
 from dataclasses import dataclass, field
@@ -39,7 +37,7 @@ import xarray as xr
 from torch import nn
 
 from ..data import transforms as T
-from ..results import make_attrs, save_dataset
+from ..results import atomic_dir, make_attrs, save_dataset
 from .cnn import SceneCNN, save_cnn
 
 __all__ = ["hinge_loss", "evaluate_map", "train_cnn", "train_from_config", "TrainResult",
@@ -337,33 +335,13 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
     epochs, batch_size, seed = int(epochs), int(batch_size), int(seed)
     ckpt_epochs = sorted({int(e) for e in (checkpoints or ()) if 0 <= int(e) <= epochs} | {epochs})
     final_dir = Path(out_dir)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
     # everything is written to a fresh folder beside out_dir and swapped into place at the end:
     # no checkpoints of an earlier run mix with this one's, and a crash leaves out_dir as it was
-    out_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
-    try:
-        res = _train(out_dir, final_dir, data_root, classes, progress, epochs, lr, batch_size, seed,
-                     ckpt_epochs, optimizer, momentum, weight_decay, warmup, size, crop, width, mult,
-                     convs_per_stage, hidden, dropout, num_threads, train_split, val_split,
-                     test_split, deterministic, channels_last, config)
-        os.chmod(out_dir, 0o777 & ~_umask())
-        old = None
-        if final_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.old-", dir=final_dir.parent))
-            os.replace(final_dir, old / "x")
-        os.replace(out_dir, final_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    return res
-
-
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
+    with atomic_dir(final_dir) as work:
+        return _train(work, final_dir, data_root, classes, progress, epochs, lr, batch_size, seed,
+                      ckpt_epochs, optimizer, momentum, weight_decay, warmup, size, crop, width,
+                      mult, convs_per_stage, hidden, dropout, num_threads, train_split, val_split,
+                      test_split, deterministic, channels_last, config)
 
 
 def _train(out_dir, final_dir, data_root, classes, progress, epochs, lr, batch_size, seed,
