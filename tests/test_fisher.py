@@ -157,6 +157,9 @@ def test_pipeline_and_unfitted_errors(data):
         FisherVectorClassifier().decision_function(X[:1])
     with pytest.raises(ValueError, match="multi-hot"):
         FisherVectorClassifier(small_encoder()).fit(X, Y[:3])
+    # class indices are not silently read as one binary class
+    with pytest.raises(ValueError, match="one binary class"):
+        FisherVectorClassifier(small_encoder()).fit(X, np.arange(len(X)) % 3)
 
 
 def test_incremental_raw_update_matches_reencoding(clf, data):
@@ -205,3 +208,14 @@ def test_fit_from_config(tmp_path):
     assert model_path(cfg).is_file() and model_path(cfg) == tmp_path / "models" / "fisher" / "fv.joblib"
     assert clf.class_names_ == list(data.SCENE_CLASSES)
     assert load_fisher(model_path(cfg)).coef_.shape[0] == len(data.SCENE_CLASSES)
+
+
+def test_targets_1d_binary_only():
+    from lrpkit.fisher.encoder import _as_targets
+
+    np.testing.assert_array_equal(_as_targets(np.array([0, 1, 1]), 3), [[0], [1], [1]])
+    np.testing.assert_array_equal(_as_targets(np.array([-1, 1, -1]), 3), [[0], [1], [0]])
+    np.testing.assert_array_equal(_as_targets(np.array([True, False, True]), 3), [[1], [0], [1]])
+    for bad in ([0, 1, 2], [0.0, 0.5, 1.0], ["cat", "dog", "cat"]):
+        with pytest.raises(ValueError, match="one binary class"):
+            _as_targets(np.array(bad), 3)

@@ -99,6 +99,60 @@ def test_plain_and_absolute_conserve(clf, rule):
         assert r.total == pytest.approx(r.fx, rel=1e-6)
 
 
+def test_cancelling_pi_sums_keep_conservation():
+    """Equal soft counts (sum_l gamma_k(l) = pi_k M): the pi sums z_d cancel to rounding noise.
+    The plain rule must neither drop that relevance (0/0) nor blow it up (R / 1e-16)."""
+    rng = np.random.default_rng(3)
+    half = rng.normal(0, 1, (40, 3)) + 1.0
+    feats = np.concatenate([half, -half])                 # mirror pairs: equal soft counts
+    gmm = GaussianMixture(2, covariance_type="diag").fit(feats)
+    gmm.weights_ = np.array([0.5, 0.5])
+    gmm.means_ = np.array([[1.0, 0.5, -0.2], [-1.0, -0.5, 0.2]])
+    gmm.covariances_ = np.full((2, 3), 0.8)
+    gmm.precisions_cholesky_ = 1 / np.sqrt(gmm.covariances_)
+    w = rng.normal(0, 1, 2 * 7)
+    w[:2] = [3.0, -2.0]                                   # the pi dimensions carry relevance
+    r = feature_relevance(feats, gmm, w, 0.1, rule="plain")
+    assert r.total == pytest.approx(r.fx, rel=1e-9)
+    assert np.abs(r.feature).max() < 10 * abs(r.fx) + 1
+    # the result does not hang on the rounding noise's sign: another summation order (the
+    # features permuted) gives the same relevances, for plain and epsilon alike
+    perm = rng.permutation(len(feats))
+    for rule in ("plain", "epsilon"):
+        a = feature_relevance(feats, gmm, w, 0.1, rule=rule, epsilon=1.0).feature
+        b = feature_relevance(feats[perm], gmm, w, 0.1, rule=rule, epsilon=1.0).feature
+        # (the power normalisation turns the noise into |R3_pi| ~ 1e-8: that much may differ)
+        np.testing.assert_allclose(b, a[perm], rtol=1e-6, atol=1e-7)
+
+
+def test_cancelling_mu_sums_keep_conservation():
+    """Features symmetric about mu_k: the mu sums z_d cancel (rounding noise), the m_d(l) do not.
+    The plain rule keeps their relevance (as Z, uniformly) and conserves; the result does not
+    depend on the noise (summation order)."""
+    rng = np.random.default_rng(4)
+    mu = np.array([[0.3, -1.7, 2.9, 0.05]])
+    d = rng.normal(0, 1, (30, 4))
+    feats = np.concatenate([mu + d, mu - d])
+    gmm = GaussianMixture(1, covariance_type="diag").fit(feats)
+    gmm.weights_, gmm.means_ = np.array([1.0]), mu
+    gmm.covariances_ = np.full((1, 4), 0.7)
+    gmm.precisions_cholesky_ = 1 / np.sqrt(gmm.covariances_)
+    w = rng.normal(0, 1, 9)
+    r = feature_relevance(feats, gmm, w, -0.2, rule="plain")
+    # pi (gamma = pi = 1: exactly Z) and the 4 mu dims (cancelled); sigma sums do not cancel
+    assert r.extra["n_cancelled_dims"] + r.extra["n_zero_dims"] >= 5
+    assert r.total == pytest.approx(r.fx, rel=1e-9)
+    assert np.abs(r.feature).max() < 10 * np.abs(w).sum()
+    perm = rng.permutation(len(feats))
+    for rule in ("plain", "epsilon"):
+        a = feature_relevance(feats, gmm, w, -0.2, rule=rule, epsilon=1.0).feature
+        b = feature_relevance(feats[perm], gmm, w, -0.2, rule=rule, epsilon=1.0).feature
+        # (the power normalisation turns the noise into |R3_mu| ~ 1e-8: that much may differ)
+        np.testing.assert_allclose(b, a[perm], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="ztol"):
+        feature_relevance(feats, gmm, w, 0.0, ztol=-1.0)
+
+
 def test_epsilon_does_not_conserve_and_shrinks(clf):
     img = stripes(1, [1], seed=5)[0]
     lrp0 = FisherLRP(clf, rule="epsilon", epsilon=0.0).relevance(img, 0)
@@ -173,14 +227,100 @@ def test_projection_to_sift_conserves():
     S = rng.random((300, 128))
     pca = PCA(8).fit(S)
     R = rng.normal(size=(20, 8))
-    out = project_to_sift(R, S[:20], pca)
-    np.testing.assert_allclose(out.sum(1), R.sum(1), rtol=1e-9, atol=1e-9)
+    for pe in (0.0, 0.5, 3.0):
+        out = project_to_sift(R, S[:20], pca, pca_epsilon=pe)
+        np.testing.assert_allclose(out.sum(1), R.sum(1), rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="pca_epsilon"):
+        project_to_sift(R, S[:20], pca, pca_epsilon=-1)
+
+
+class AxisPCA:
+    """A PCA whose components are SIFT axes: coordinate r is SIFT dim ``dims[r]`` minus its mean."""
+
+    def __init__(self, dims, var):
+        self.components_ = np.eye(128)[dims]
+        self.mean_ = np.full(128, 0.1)
+        self.explained_variance_ = np.asarray(var, dtype=np.float64)
+
+
+def test_projection_by_hand_and_planted_bin():
+    # PCA coordinates 0, 1 are SIFT dims 5*8+2 and 5*8+7 (both in spatial bin 5), coordinate 2
+    # is dim 11*8 (bin 11); the z-rule gives each coordinate's relevance to its own dim
+    dims = [5 * 8 + 2, 5 * 8 + 7, 11 * 8]
+    pca = AxisPCA(dims, [0.04, 0.04, 0.04])                    # eps_r = pca_epsilon * 0.2
+    desc = np.full((1, 128), 0.1)
+    desc[0, dims] = [0.5, -0.3, 0.1 + 1e-9]                      # l = [0.4, -0.4, ~0]
+    R = np.array([[2.0, 1.0, 0.0]])
+    plain = project_to_sift(R, desc, pca, pca_epsilon=0.0)
+    expected = np.zeros(128)
+    expected[dims[:2]] = [2.0, 1.0]
+    np.testing.assert_allclose(plain[0], expected, atol=1e-9)
+    bins = plain.reshape(16, 8).sum(1)
+    assert bins[5] == pytest.approx(3.0) and np.abs(np.delete(bins, 5)).max() < 1e-9
+    # stabilised: each keeps |l| / (|l| + eps) = 0.4 / 0.5, the rest is spread over 128 dims
+    stab = project_to_sift(R, desc, pca, pca_epsilon=0.5)
+    spread = (2.0 + 1.0) * 0.1 / 0.5 / 128
+    expected = np.full(128, spread)
+    expected[dims[:2]] += [2.0 * 0.8, 1.0 * 0.8]
+    np.testing.assert_allclose(stab[0], expected, atol=1e-12)
+    bins = stab.reshape(16, 8).sum(1)                           # the planted bin stands out
+    assert bins.argmax() == 5 and bins[5] > 0.8 * 3.0
+    np.testing.assert_allclose(np.delete(bins, 5), 8 * spread, rtol=1e-12)
+    # conserve=False: the absorbed share is dropped, nothing reaches the other bins
+    drop = project_to_sift(R, desc, pca, pca_epsilon=0.5, conserve=False)
+    np.testing.assert_allclose(drop, stab - spread, atol=1e-12)
+    assert drop.sum() == pytest.approx(0.8 * 3.0)
+    # a coordinate ~0 with relevance does not explode (plain z-rule: 1e9 amplification)
+    R0 = np.array([[0.0, 0.0, 1.0]])
+    assert np.abs(project_to_sift(R0, desc, pca, pca_epsilon=0.5)).sum() <= 1.0 + 1e-9
+
+
+def test_planted_bin_through_the_whole_bin_resolution_path():
+    """Descriptors whose PCA coordinates are SIFT dims of spatial bin 6 only; an SVM that weighs
+    only the mu / sigma blocks of those coordinates: all relevance kept by the z-rule lands in
+    bin 6 of every descriptor, the other 15 bins get only the (uniform) absorbed share."""
+    rng = np.random.default_rng(7)
+    dims = [6 * 8 + 1, 6 * 8 + 4, 6 * 8 + 6]
+    pca = AxisPCA(dims, [0.05 ** 2] * 3)                         # the data's variance
+    desc = np.full((300, 128), 0.1) + rng.normal(0, 0.05, (300, 128))
+    feats = (desc - pca.mean_) @ pca.components_.T
+    gmm = GaussianMixture(2, covariance_type="diag", random_state=0).fit(feats)
+    K, D = gmm.means_.shape
+    w = np.zeros(K * (1 + 2 * D))
+    w[K:] = rng.normal(0, 1, 2 * K * D)                          # mu and sigma blocks only
+    r = feature_relevance(feats[:40], gmm, w, 0.0, rule="plain", per_dim=True)
+    assert np.all(r.extra["uniform"] == 0)
+    for pe in (0.0, 0.5):
+        sift = project_to_sift(r.dims, desc[:40], pca, pca_epsilon=pe)
+        bins = sift.reshape(40, 16, 8).sum(-1)
+        np.testing.assert_allclose(bins.sum(1), r.feature, rtol=1e-9, atol=1e-12)
+        other = np.delete(bins, 6, axis=1)
+        # other bins: only the absorbed share, 8/128 of it each (none at all for pe=0)
+        np.testing.assert_allclose(other, other[:, :1].repeat(15, 1), atol=1e-12)
+        if pe == 0:
+            np.testing.assert_allclose(other, 0, atol=1e-12)
+        assert np.abs(bins[:, 6]).sum() > 0.4 * np.abs(bins).sum()
+
+
+def test_bin_maps_are_not_cancelling_noise(clf):
+    """paper 001 Sec. 3 needs a stabilised PCA step: with it the bin map's absolute mass stays
+    within a small factor of the feature map's; the plain z-rule amplifies noise."""
+    img = stripes(1, [1], seed=21)[0]
+    lrp = FisherLRP(clf, rule="plain")
+    r = lrp.relevance(img, 0, "bin")
+    feat = np.abs(r.pixel_map("feature")).sum() / abs(r.pixel_map("feature").sum())
+    ratio = np.abs(r.pixel_map("bin")).sum() / abs(r.pixel_map("bin").sum())
+    raw = FisherLRP(clf, rule="plain", pca_epsilon=0.0).relevance(img, 0, "bin")
+    raw_ratio = np.abs(raw.pixel_map("bin")).sum() / abs(raw.pixel_map("bin").sum())
+    assert ratio < 4 * feat < raw_ratio
+    np.testing.assert_allclose(r.pixel_map("bin").sum(), r.feature.sum(), rtol=1e-9)
 
 
 def test_registered_in_explain(clf):
     assert "fv_lrp" in lrpkit.methods()
     m = lrpkit.methods()["fv_lrp"]
-    assert m.model_kind == "fisher" and m.params == {"rule": "epsilon", "epsilon": 100.0, "resolution": "feature"}
+    assert m.model_kind == "fisher" and m.params == {"rule": "epsilon", "epsilon": 100.0, "resolution": "feature",
+                                                 "pca_epsilon": 0.5, "pca_conserve": True}
     x = torch.from_numpy(stripes(2, [1, 0], seed=10))
     coef = clf.coef_.copy()
     R = lrpkit.explain(clf, x, "pred", method="fv_lrp", rule="plain", resolution="bin")
@@ -204,3 +344,16 @@ def test_bad_arguments(clf):
         lrpkit.explain(clf, torch.from_numpy(img[None]), 0, method="fv_lrp", alpha=1)
     with pytest.raises(Exception, match="not fitted"):
         FisherLRP(FisherVectorClassifier())
+
+
+def test_relevance_from_descriptors_matches_relevance(clf):
+    img = stripes(1, [1], seed=11)[0]
+    lrp = FisherLRP(clf, rule="epsilon", epsilon=1.0)
+    desc, frames = clf.encoder_.sift(img)
+    for res in ("feature", "bin"):
+        a = lrp.relevance(img, 1, res)
+        b = lrp.relevance_from_descriptors(desc, frames, 1, res, feats=clf.encoder_.project(desc))
+        np.testing.assert_array_equal(a.feature, b.feature)
+        np.testing.assert_array_equal(a.pixel_map(res), b.pixel_map(res))
+    with pytest.raises(ValueError, match="resolution"):
+        lrp.relevance_from_descriptors(desc, frames, 1, "pixel")

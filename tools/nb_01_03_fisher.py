@@ -294,13 +294,8 @@ size = int(cnn.meta.get("size", T.DEFAULT_SIZE))
 crop = int(cnn.meta.get("input_size", cnn.input_size))
 test = VOCDataset(scenes, "test", classes=classes)
 bias = read_bias(scenes)
-FV_KW = dict(rule="epsilon", epsilon=100.0)
+FV_KW = dict(rule="epsilon", epsilon=100.0, pca_epsilon=0.5)
 CNN_KW = dict(composite=(cfg.get("lrp") or {}).get("composite") or "alpha2_beta1")
-
-
-def to_x(img):
-    """PIL image -> (1, 3, H, W) float tensor in [0, 1] (the FV model's input)."""
-    return torch.from_numpy(np.asarray(img, np.float32) / 255.0).permute(2, 0, 1)[None]
 
 
 fv_lrp = FisherLRP(fv, **FV_KW)   # = lrpkit.explain(fv, x, c, method="fv_lrp", ...), one image at a time
@@ -390,12 +385,15 @@ test images that contain the class (each model explained for that class). What t
 bias predicts for a model that uses it: heat at the **top** for aeroplane (sky), in the **bottom
 half** for boat (water), bus/car (road) and horse/sheep (grass) — spread over the background rather
 than concentrated where objects usually are; for horse also a hot **bottom-left corner** (the tag).
-The CNN's crop shows the 160 × 120 image scaled to 112 × 84 and padded top and bottom (edge pixels),
-so its image content lies between rows 6 and 90.
+The CNN's input is the image scaled to its longest side `S`, edge-padded to `S × S` and centre-cropped
+(paper 000 App. E), so for landscape images the top and bottom rows of its maps are padding.
+FV maps of images of another size are resized to the first map's size before averaging.
 '''),
     ("code", r'''
+from skimage.transform import resize
+
 land = objs[objs.orientation == "landscape"]
-avg_fv = np.zeros((len(classes), 120, 160))
+avg_fv = None                                          # (classes, H, W) of the first FV map
 avg_cnn = np.zeros((len(classes), crop, crop))
 mu = np.full((len(classes), 2, n_avg), np.nan)         # outside-inside ratio per image (eq. 11)
 n_used = np.zeros(len(classes), int)
@@ -410,12 +408,18 @@ for r, c in enumerate(classes):
     for k, (img, tgt) in enumerate(items):
         Rf = fv_map(img, r)[0]
         boxes = np.array([b for b, n in zip(tgt["boxes"], tgt["names"]) if n == c])
+        mu[r, 0, k] = outside_inside_ratio(Rf, boxes)
+        if avg_fv is None:
+            avg_fv = np.zeros((len(classes),) + Rf.shape)
+        if Rf.shape != avg_fv.shape[1:]:
+            Rf = resize(Rf, avg_fv.shape[1:], order=1, anti_aliasing=True)
         avg_fv[r] += Rf / (np.abs(Rf).max() or 1.0)
         avg_cnn[r] += Rc[k] / (np.abs(Rc[k]).max() or 1.0)
-        mu[r, 0, k] = outside_inside_ratio(Rf, boxes)
         mu[r, 1, k] = outside_inside_ratio(Rc[k], box_to_crop(boxes, tgt["size"], size, crop))
     avg_fv[r] /= len(idx)
     avg_cnn[r] /= len(idx)
+if avg_fv is None:                                     # no landscape image of any class
+    avg_fv = np.zeros((len(classes), 1, 1))
 
 fig, axes = plt.subplots(2, len(classes), figsize=(2.1 * len(classes), 4.0))
 for r, c in enumerate(classes):
@@ -554,8 +558,13 @@ if cases:
 Where relevance stops following the model's mappings sets a heatmap's grain. The FV model's
 relevance is usually spread uniformly over each local feature's receptive field (**feature**
 resolution, paper 000 eq. 21); following it further into the 16 spatial bins of each SIFT descriptor
-gives the 16× finer **bin** resolution of paper 001. Conversely the CNN's pixel-exact heatmap
-coarsens when relevance is spread uniformly below a **cut-off** layer (flat rule there and below).
+gives the 16× finer **bin** resolution of paper 001. For that the relevance of each PCA coordinate
+goes back to the 128 SIFT dimensions with a z-rule whose denominator is stabilised, as paper 001
+requires: `l_r + eps_r sgn(l_r)` with `eps_r` = `pca_epsilon` (0.5) times the coordinate's standard
+deviation, the absorbed share spread over the descriptor so the map still sums to the feature
+relevances; without it coordinates near 0 turn the map into cancelling ± noise. Conversely the
+CNN's pixel-exact heatmap coarsens when relevance is spread uniformly below a **cut-off** layer
+(flat rule there and below).
 '''),
     ("code", r'''
 if cases:

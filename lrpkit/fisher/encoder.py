@@ -279,6 +279,16 @@ def _as_targets(Y: Any, n: int) -> np.ndarray:
         Y = Y.detach().cpu().numpy()
     Y = np.asarray(Y)
     if Y.ndim == 1:
+        # one binary class; class indices / labels (e.g. [0, 1, 2]) are not silently binarised
+        try:
+            v = Y.astype(np.float64)
+        except (TypeError, ValueError):
+            v = None
+        vals = None if v is None else np.unique(v[np.isfinite(v)])
+        if vals is None or not np.isin(vals, (-1.0, 0.0, 1.0)).all():
+            shown = np.unique(Y)[:6].tolist()
+            raise ValueError(f"a 1-D Y is one binary class (values 0/1 or -1/1), got values "
+                             f"{shown}; pass class indices as multi-hot (N, classes)")
         Y = Y[:, None]
     if Y.ndim != 2 or Y.shape[0] != n:
         raise ValueError(f"Y must be multi-hot (N={n}, classes), got shape {Y.shape}")
