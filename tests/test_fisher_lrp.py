@@ -357,3 +357,13 @@ def test_relevance_from_descriptors_matches_relevance(clf):
         np.testing.assert_array_equal(a.pixel_map(res), b.pixel_map(res))
     with pytest.raises(ValueError, match="resolution"):
         lrp.relevance_from_descriptors(desc, frames, 1, "pixel")
+
+
+def test_absolute_rule_default_sparsity_is_near_exact(clf):
+    enc = clf.encoder_
+    feats, _ = enc.local_features(stripes(1, [0], seed=31)[0])
+    w, b = clf.coef_[0], clf.intercept_[0]
+    exact = feature_relevance(feats, enc.gmm_, w, b, rule="absolute", sparse_tol=0).feature
+    fast = feature_relevance(feats, enc.gmm_, w, b, rule="absolute").feature
+    assert np.abs(fast - exact).max() <= 1e-6 * np.abs(exact).max()
+    assert fast.sum() == pytest.approx(exact.sum(), rel=1e-12)
