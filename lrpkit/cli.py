@@ -36,9 +36,11 @@ def scenes_current(cfg: dict) -> bool:
         meta = json.loads(marker.read_text())
     except ValueError:
         return False
+    from .data.scenes import FORMAT_VERSION
+
     want = {**{k: cfg["data"][k] for k in ("n_train", "n_val", "n_test")}, "seed": cfg["seed"]}
     params = meta.get("params", meta)
-    return all(params.get(k) == v for k, v in want.items())
+    return meta.get("version") == FORMAT_VERSION and all(params.get(k) == v for k, v in want.items())
 
 
 def step_data(cfg: dict, force: bool = False) -> None:
@@ -68,7 +70,15 @@ def fingerprint(cfg: dict, section: str) -> dict:
     """What a trained model depends on: its config section, the data sizes and the seed."""
     return {"section": section, "params": cfg.get(section) or {},
             "data": {k: (cfg.get("data") or {}).get(k) for k in ("n_train", "n_val", "n_test")},
-            "seed": cfg.get("seed"), "scenes": str(resolve_path(cfg, "scenes"))}
+            "seed": cfg.get("seed"), "scenes": str(resolve_path(cfg, "scenes")),
+            "scenes_version": _scenes_version(cfg)}
+
+
+def _scenes_version(cfg: dict) -> Any:
+    try:
+        return json.loads((resolve_path(cfg, "scenes") / MARKER).read_text()).get("version")
+    except (OSError, ValueError):
+        return None
 
 
 def model_current(cfg: dict, section: str, path: Path) -> bool:

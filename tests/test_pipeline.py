@@ -80,3 +80,16 @@ def test_star_import_names_only_existing_modules():
 def test_cli_rejects_missing_config(tmp_path, capsys):
     assert cli.main(["data", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_scenes_of_an_older_format_are_not_current(tmp_path):
+    import json
+
+    from lrpkit.data.scenes import FORMAT_VERSION
+
+    cfg = load_config("smoke")
+    cfg["paths"] = {**cfg["paths"], "scenes": str(tmp_path)}
+    params = {"seed": cfg["seed"], **{k: cfg["data"][k] for k in ("n_train", "n_val", "n_test")}}
+    for version, current in ((FORMAT_VERSION, True), (FORMAT_VERSION - 1, False)):
+        (tmp_path / "lrpkit_scenes.json").write_text(json.dumps({"version": version, "params": params}))
+        assert cli.scenes_current(cfg) is current
