@@ -115,8 +115,15 @@ def test_missing_root(tmp_path):
 
 
 def test_missing_split(voc_copy):
-    with pytest.raises(FileNotFoundError, match="test.txt"):
+    with pytest.raises(FileNotFoundError, match="test.txt") as e:
         VOCDataset(voc_copy, "test")
+    assert "'train'" in str(e.value) and "car_train" not in str(e.value)  # the splits, not class files
+
+
+def test_class_typo_warns(voc_root):
+    with pytest.warns(UserWarning, match="hrose"):
+        ds = VOCDataset(voc_root, "train", classes=["cat", "hrose"])
+    assert ds.labels[:, 1].sum() == 0
 
 
 def test_missing_annotation_or_image(voc_copy):

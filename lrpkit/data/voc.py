@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,11 +212,20 @@ class VOCDataset:
             raise ValueError(f"classes must be non-empty and unique, got {self.classes}")
         split_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
         if not split_file.is_file():
-            have = sorted(p.stem for p in split_file.parent.glob("*.txt") if "_" not in p.stem)
+            per_class = tuple(f"{c}_" for c in (*self.classes, *VOC_CLASSES))
+            have = sorted(p.stem for p in split_file.parent.glob("*.txt")
+                          if not p.stem.startswith(per_class))
             raise FileNotFoundError(f"split file not found: {split_file} (splits here: {have})")
         self.ids: list[str] = _read_ids(split_file)
         self.annotations: list[VOCAnnotation] = [self._load(i) for i in self.ids]
         self.labels, self.ignore = self._label_matrix()
+        names = {o.name for a in self.annotations for o in a.objects}
+        known = {*VOC_CLASSES, *self._default_classes()}
+        unknown = [c for c in self.classes if c not in names and c not in known]
+        if unknown and self.ids:
+            warnings.warn(f"VOCDataset({self.root}, {split!r}): class(es) {unknown} are neither "
+                          f"VOC nor scene classes and no object here has them (a typo in "
+                          f"classes=?); their labels are all 0", stacklevel=2)
 
     # -- construction helpers
     def _default_classes(self) -> tuple[str, ...]:
