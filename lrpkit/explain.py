@@ -162,6 +162,9 @@ _N_CLASSES: "weakref.WeakKeyDictionary[Any, tuple[tuple, int]]" = weakref.WeakKe
 
 def _n_classes(model: Any, x: torch.Tensor) -> int:
     """The model's number of outputs, cached per model and input size (saves a forward pass)."""
+    coef = getattr(model, "coef_", None)  # fitted linear classifiers (the FV model): no encoding
+    if isinstance(coef, np.ndarray) and coef.ndim == 2:
+        return int(coef.shape[0])
     key = tuple(x.shape[1:])
     try:
         cached = _N_CLASSES.get(model)

@@ -367,3 +367,17 @@ def test_absolute_rule_default_sparsity_is_near_exact(clf):
     fast = feature_relevance(feats, enc.gmm_, w, b, rule="absolute").feature
     assert np.abs(fast - exact).max() <= 1e-6 * np.abs(exact).max()
     assert fast.sum() == pytest.approx(exact.sum(), rel=1e-12)
+
+
+def test_explain_with_a_class_index_does_not_encode_twice(clf, monkeypatch):
+    """An int target is checked against coef_: no extra encoding of the batch to count classes."""
+    x = torch.from_numpy(stripes(1, [1], seed=12))
+
+    def boom(*a, **k):
+        raise AssertionError("decision_function called")
+
+    monkeypatch.setattr(clf, "decision_function", boom)
+    R = lrpkit.explain(clf, x, 1, method="fv_lrp")
+    assert R.shape == x.shape
+    with pytest.raises(ValueError, match="out of range"):
+        lrpkit.explain(clf, x, 2, method="fv_lrp")
