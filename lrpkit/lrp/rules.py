@@ -254,21 +254,38 @@ class AlphaBeta(Rule):
         self.alpha, self.beta = alpha, beta
 
     def forward(self, op, x, w, b):
-        # Only the layer output here (bit-identical to the model's forward); z+ and z- are
-        # computed in the backward from the saved input, so no activation-sized tensor or
-        # weight copy is kept alive between the passes (memory of the order of a gradient).
-        return op.fwd(x, w, b), (x.detach(), w, b)
+        # The layer output (bit-identical to the model's forward) is kept, like epsilon's: for
+        # x >= 0 the backward gets z- = z - z+ from it and computes only z+ (one convolution
+        # fewer).  An in-place ReLU after the layer may overwrite it with relu(z): that is z
+        # wherever relevance arrives (dead units receive none under multiplicative rules).
+        z = op.fwd(x, w, b)
+        return z, (x.detach(), z.detach() if self.beta else None, w, b)
 
     def backward(self, op, state, R):
-        x, w, b = state
+        x, z, w, b = state
         shp = x.shape
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         bp = bn = None
         if b is not None:
             bp, bn = b.clamp(min=0), b.clamp(max=0)
         if not bool((x < 0).any()):
-            # x >= 0: z+ = x W+ + b+, z- = x W- + b-, one stacked call for both
-            if self.beta and op.stackable:
+            # x >= 0: z+ = x W+ + b+, z- = x W- + b- = z - z+ (b = b+ + b-)
+            if self.beta and z is not None:
+                zp = op.fwd(x, wp, bp)
+                zn = z - zp
+                # where z- is small against z+ (|z-| <= 0.01 z+, i.e. z- + 0.01 z+ >= 0) the
+                # difference keeps few digits: there z- is computed directly (one temporary)
+                t = torch.add(zn, zp, alpha=1e-2).clamp_(min=0).mul_(R)
+                if bool(t.any()):
+                    zn = op.fwd(x, wn, bn)
+                del t
+                sp = _recip(zp, self.alpha).mul_(R)       # in place: zp, zn become s+, s-
+                sn = _recip(zn, -self.beta).mul_(R)
+                del zp, zn
+                g = op.bwd(sp, wp, shp)                    # two transposed products, no
+                del sp                                     # stacked copies (peak memory)
+                g.add_(op.bwd(sn, wn, shp))
+            elif self.beta and op.stackable:
                 # [z+; z-] in one call; the factors are computed in place on its two halves,
                 # so the stacked tensor is [s+; s-] for the one stacked transposed call
                 wpn = torch.cat([wp, wn], 0)
