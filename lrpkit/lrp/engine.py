@@ -21,9 +21,9 @@ next module of the same ``nn.Sequential``) follows, the ReLU overwrites ``z`` in
 plain forward, which is exact because relevance arriving at a dead unit is 0 under
 multiplicative rules.  If a rule that gives dead units relevance (flat, w-square, z-box, Pass
 on an unknown module) runs after such an overwrite, the call is transparently repeated
-without in-place ReLUs.  Alpha-beta / z+ compute ``z+`` (and ``z-``, in one stacked
-convolution) in the backward from the saved input, and ``W+`` / ``W-`` there too, so nothing
-but the layer input is kept between the passes.
+without in-place ReLUs.  Alpha-beta / z+ compute ``z+`` in the backward from the saved input
+(``W+`` / ``W-`` there too); alpha-beta with ``beta > 0`` also keeps ``z``, like epsilon, and
+takes ``z- = z - z+`` from it (computed directly only where ``z-`` is under 1 % of ``z+``).
 
 Mapping-influence cut-off (paper 001 Sec. 3): ``cutoff="features.10"`` applies the flat rule
 to that layer and every layer executed before it, i.e. relevance arriving at the cut-off
