@@ -28,13 +28,8 @@ def _log(msg: str) -> None:
 
 def scenes_current(cfg: dict) -> bool:
     """Whether the scenes folder holds a generation with the config's sizes and seed."""
-    root = resolve_path(cfg, "scenes")
-    marker = root / MARKER
-    if not marker.is_file():
-        return False
-    try:
-        meta = json.loads(marker.read_text())
-    except ValueError:
+    meta = _read_marker(cfg)
+    if meta is None:
         return False
     from .data.scenes import FORMAT_VERSION
 
@@ -71,14 +66,16 @@ def fingerprint(cfg: dict, section: str) -> dict:
     return {"section": section, "params": cfg.get(section) or {},
             "data": {k: (cfg.get("data") or {}).get(k) for k in ("n_train", "n_val", "n_test")},
             "seed": cfg.get("seed"), "scenes": str(resolve_path(cfg, "scenes")),
-            "scenes_version": _scenes_version(cfg)}
+            "scenes_version": (_read_marker(cfg) or {}).get("version")}
 
 
-def _scenes_version(cfg: dict) -> Any:
+def _read_marker(cfg: dict) -> dict | None:
+    """The scene set's marker (generation parameters, format version), or None."""
     try:
-        return json.loads((resolve_path(cfg, "scenes") / MARKER).read_text()).get("version")
+        meta = json.loads((resolve_path(cfg, "scenes") / MARKER).read_text())
     except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) else None
 
 
 def model_current(cfg: dict, section: str, path: Path) -> bool:

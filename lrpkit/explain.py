@@ -21,15 +21,16 @@ is validated and ``target`` is already a ``LongTensor`` of shape ``(N,)``.
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 __all__ = ["Method", "register", "methods", "get_method", "explain", "explain_func",
-           "model_scores", "resolve_target", "check_input"]
+           "model_scores", "resolve_target", "check_input", "eval_mode"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,19 @@ def check_input(x: Any, name: str = "x") -> torch.Tensor:
     return x
 
 
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The model in eval mode for the duration; each module's training flag restored after."""
+    training = [m for m in model.modules() if m.training]
+    try:
+        for m in training:
+            m.training = False
+        yield model
+    finally:
+        for m in training:
+            m.training = True
+
+
 def model_scores(model: Any, x: torch.Tensor) -> torch.Tensor:
     """Class scores ``(N, classes)`` of a torch module or an object with ``decision_function``.
 
@@ -133,15 +147,8 @@ def model_scores(model: Any, x: torch.Tensor) -> torch.Tensor:
     and left unchanged); its training flags are restored afterwards.
     """
     if isinstance(model, torch.nn.Module):
-        training = [m for m in model.modules() if m.training]
-        try:
-            for m in training:
-                m.training = False
-            with torch.no_grad():
-                out = model(x)
-        finally:
-            for m in training:
-                m.training = True
+        with eval_mode(model), torch.no_grad():
+            out = model(x)
     elif hasattr(model, "decision_function"):
         out = torch.as_tensor(np.asarray(model.decision_function(x)))
     elif callable(model):

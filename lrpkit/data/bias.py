@@ -34,6 +34,8 @@ __all__ = ["bias_summary", "planted_rates"]
 
 STATISTICS = ("context_match", "tag_given_horse", "tag_given_no_horse", "two_objects",
               "landscape", "bus_yellow", "car_hue_uniformity", "texture_sheep_auc")
+#: statistics that are not rates (no binomial standard error)
+NON_RATES = ("car_hue_uniformity", "texture_sheep_auc")
 
 
 def planted_rates(split: str) -> dict[str, float]:
@@ -102,29 +104,28 @@ def bias_summary(source: Any, splits: Sequence[str] | None = None,
         d_hue = np.abs((buses["hue"].to_numpy(float) - yellow_hue + 180) % 360 - 180)
         cars = objs[objs["class"] == "car"]["hue"].to_numpy(float)
         tex = objs.dropna(subset=["texture_energy"]) if "texture_energy" in objs else objs.iloc[:0]
+        # rates: boolean flags (binomial stderr); other statistics: (value, n) (no stderr)
         values = {
-            "context_match": (img["context_match"].to_numpy(bool), None),
-            "tag_given_horse": (img.loc[img["horse"], "tag"].to_numpy() == 1, None),
-            "tag_given_no_horse": (img.loc[~img["horse"], "tag"].to_numpy() == 1, None),
-            "two_objects": (img["n_objects"].to_numpy() == 2, None),
-            "landscape": (img["orientation"].to_numpy() == "landscape", None),
-            "bus_yellow": (d_hue <= hue_tolerance, None),
-            "car_hue_uniformity": (None, cars),
-            "texture_sheep_auc": (None, tex),
+            "context_match": img["context_match"].to_numpy(bool),
+            "tag_given_horse": img.loc[img["horse"], "tag"].to_numpy() == 1,
+            "tag_given_no_horse": img.loc[~img["horse"], "tag"].to_numpy() == 1,
+            "two_objects": img["n_objects"].to_numpy() == 2,
+            "landscape": img["orientation"].to_numpy() == "landscape",
+            "bus_yellow": d_hue <= hue_tolerance,
+            "car_hue_uniformity": (_hue_uniformity(cars), len(cars)),
+            "texture_sheep_auc": (_texture_auc(tex), len(tex)),
         }
         p = planted_rates(split)
         for j, stat in enumerate(STATISTICS):
-            flags, hues = values[stat]
+            v = values[stat]
             plant[i, j] = p[stat]
-            if stat == "texture_sheep_auc":
-                meas[i, j], n[i, j] = _texture_auc(hues), len(hues)
-            elif hues is not None:
-                meas[i, j], n[i, j] = _hue_uniformity(hues), len(hues)
-            elif len(flags):
-                meas[i, j], n[i, j] = flags.mean(), len(flags)
+            if isinstance(v, tuple):
+                meas[i, j], n[i, j] = v
+            elif len(v):
+                meas[i, j], n[i, j] = v.mean(), len(v)
     stderr = np.sqrt(np.clip(meas * (1 - meas), 0, None) / np.maximum(n, 1))
-    stderr[:, STATISTICS.index("car_hue_uniformity")] = np.nan
-    stderr[:, STATISTICS.index("texture_sheep_auc")] = np.nan
+    for stat in NON_RATES:
+        stderr[:, STATISTICS.index(stat)] = np.nan
     coords = {"split": list(splits), "statistic": list(STATISTICS)}
     dims = ("split", "statistic")
     return xr.Dataset({"measured": (dims, meas), "planted": (dims, plant),

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..explain import check_input
+from ..explain import check_input, eval_mode
 from .engine import _targets
 
 __all__ = ["gradient", "sensitivity", "deconvnet", "guided_backprop", "gradient_x_input",
@@ -73,17 +73,14 @@ class _ReLUMode(TorchFunctionMode):
 def _input_only(model: nn.Module):
     """Eval mode and no parameter gradients for the duration; restored afterwards."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    training = [(m, m.training) for m in model.modules()]
     try:
         for p, _ in flags:
             p.requires_grad_(False)
-        model.eval()
-        yield
+        with eval_mode(model):
+            yield
     finally:
         for p, f in flags:
             p.requires_grad_(f)
-        for m, t in training:
-            m.training = t
 
 
 def _backprop(model: nn.Module, x: torch.Tensor, target: Any, relu_fn=None) -> torch.Tensor:

@@ -270,7 +270,7 @@ class AlphaBeta(Rule):
             bp, bn = b.clamp(min=0), b.clamp(max=0)
         if not bool((x < 0).any()):
             # x >= 0: z+ = x W+ + b+, z- = x W- + b- = z - z+ (b = b+ + b-)
-            if self.beta and z is not None:
+            if self.beta:                           # z was kept in forward (beta > 0)
                 zp = op.fwd(x, wp, bp)
                 zn = z - zp
                 # where z- is small against z+ (|z-| <= 0.01 z+, i.e. z- + 0.01 z+ >= 0) the
@@ -285,20 +285,6 @@ class AlphaBeta(Rule):
                 g = op.bwd(sp, wp, shp)                    # two transposed products, no
                 del sp                                     # stacked copies (peak memory)
                 g.add_(op.bwd(sn, wn, shp))
-            elif self.beta and op.stackable:
-                # [z+; z-] in one call; the factors are computed in place on its two halves,
-                # so the stacked tensor is [s+; s-] for the one stacked transposed call
-                wpn = torch.cat([wp, wn], 0)
-                zz = op.fwd(x, wpn, None if b is None else torch.cat([bp, bn], 0))
-                zp, zn = zz.chunk(2, op.channel_dim)
-                _recip(zp, self.alpha).mul_(R)
-                _recip(zn, -self.beta).mul_(R)
-                g = op.bwd(zz, wpn, shp)
-            elif self.beta:
-                zp, zn = op.fwd(x, wp, bp), op.fwd(x, wn, bn)
-                sp = _recip(zp, self.alpha).mul_(R)
-                sn = _recip(zn, -self.beta).mul_(R)
-                g = op.bwd(sp, wp, shp).add_(op.bwd(sn, wn, shp))
             else:
                 sp = _recip(op.fwd(x, wp, bp), self.alpha).mul_(R)
                 g = op.bwd(sp, wp, shp)
