@@ -51,11 +51,35 @@ def ensure_env() -> None:
     STAMP.write_text(digest)
 
 
+def ensure_browser() -> None:
+    """Headless Chromium for the real-browser report/explorer tests (Debian's package).
+
+    Installed with apt-get when missing and this is a root shell on Debian (as in CI); otherwise
+    the browser tests skip with a message naming the missing piece.
+    """
+    import shutil
+
+    if shutil.which("chromium") or os.environ.get("LRPKIT_NO_BROWSER_INSTALL"):
+        return
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")):
+        print("note: chromium not found; the browser tests will skip", file=sys.stderr)
+        return
+    log = VENV / "apt-chromium.log"
+    print(f"installing Debian's chromium for the browser tests (log: {log})", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with open(log, "w") as fh:
+        for cmd in (["apt-get", "update"],
+                    ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
+            if _run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env) != 0:
+                print(f"warning: {' '.join(cmd)} failed (see {log}); browser tests will skip",
+                      file=sys.stderr)
+                return
+
+
 def _env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(VENV)
-    env.setdefault("MPLBACKEND", "Agg")
     return env
 
 
@@ -68,6 +92,7 @@ def main(argv: list[str]) -> int:
     if cmd == "setup":
         return 0
     if cmd == "test":
+        ensure_browser()
         rc = _run([PY, "-m", "pytest", "-q", *rest], env=_env())
         if rc == 5:
             print("pytest collected no tests", file=sys.stderr)

@@ -3,132 +3,48 @@
     lrpkit all     --config configs/default.yaml   # data -> models -> every notebook -> reports/
     lrpkit data    --config ...                     # generate the bias-zoo scenes (skipped when current)
     lrpkit train   --config ... [--only cnn|fisher] # train the default models (skipped when current)
-    lrpkit report  --config ... [--notebooks 00 03] [--out DIR] [--show-code]
+    lrpkit report  --config ... [--notebooks 00 03] [--out DIR] [--show-code] [--force]
+    lrpkit report  --config configs/grid.yaml [--scheduler local:4 | tcp://host:8786]
     lrpkit methods                                  # the heatmap-method registry
 
 Exit status: 0 on success, 1 when a step or any notebook failed, 2 for bad arguments.
+The steps are :mod:`lrpkit.pipeline` (data, models, staleness) and :mod:`lrpkit.reports`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from pathlib import Path
 from typing import Any, Sequence
 
-from .config import load_config, resolve_path
-
-MARKER = "lrpkit_scenes.json"
+from .config import load_config
+from .pipeline import (FINGERPRINT, SCENE_MARKER as MARKER, fingerprint, model_current,  # noqa: F401
+                       scenes_current)
 
 
 def _log(msg: str) -> None:
     print(f"[lrpkit] {msg}", flush=True)
 
 
-def scenes_current(cfg: dict) -> bool:
-    """Whether the scenes folder holds a generation with the config's sizes and seed."""
-    meta = _read_marker(cfg)
-    if meta is None:
-        return False
-    from .data.scenes import FORMAT_VERSION
+def step_data(cfg: Any, force: bool = False) -> None:
+    """``lrpkit data``: :func:`lrpkit.pipeline.make_scenes`."""
+    from .pipeline import make_scenes
 
-    want = {**{k: cfg["data"][k] for k in ("n_train", "n_val", "n_test")}, "seed": cfg["seed"]}
-    params = meta.get("params", meta)
-    return meta.get("version") == FORMAT_VERSION and all(params.get(k) == v for k, v in want.items())
+    make_scenes(cfg, force=force)
 
 
-def step_data(cfg: dict, force: bool = False) -> None:
-    from .data import generate_scenes
+def step_train(cfg: Any, only: Sequence[str] = ("cnn", "fisher"), force: bool = False) -> None:
+    """``lrpkit train``: :func:`lrpkit.pipeline.train_models`."""
+    from .pipeline import train_models
 
-    root = resolve_path(cfg, "scenes")
-    if not force and scenes_current(cfg):
-        _log(f"scenes up to date in {root}")
-        return
-    if root.is_dir() and any(root.iterdir()) and not (root / MARKER).is_file():
-        # never replace a folder lrpkit did not generate (a VOC devkit, say)
-        raise FileExistsError(
-            f"paths.scenes = {root} is a non-empty folder that holds no generated scene set "
-            f"(no {MARKER}); lrpkit will not overwrite it. Point paths.scenes elsewhere, or "
-            f"remove the folder yourself.")
-    t0 = time.perf_counter()
-    d = cfg["data"]
-    generate_scenes(root, n_train=d["n_train"], n_val=d["n_val"], n_test=d["n_test"],
-                    seed=cfg["seed"], overwrite=True)
-    _log(f"generated scenes in {root} ({time.perf_counter() - t0:.1f} s)")
-
-
-FINGERPRINT = "config-fingerprint.json"
-
-
-def fingerprint(cfg: dict, section: str) -> dict:
-    """What a trained model depends on: its config section, the data sizes and the seed."""
-    return {"section": section, "params": cfg.get(section) or {},
-            "data": {k: (cfg.get("data") or {}).get(k) for k in ("n_train", "n_val", "n_test")},
-            "seed": cfg.get("seed"), "scenes": str(resolve_path(cfg, "scenes")),
-            "scenes_version": (_read_marker(cfg) or {}).get("version")}
-
-
-def _read_marker(cfg: dict) -> dict | None:
-    """The scene set's marker (generation parameters, format version), or None."""
-    try:
-        meta = json.loads((resolve_path(cfg, "scenes") / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def model_current(cfg: dict, section: str, path: Path) -> bool:
-    """Whether ``path`` exists and was trained from the config's current section and data."""
-    fp = path.parent / FINGERPRINT
-    if not path.is_file() or not fp.is_file():
-        return False
-    try:
-        return json.loads(fp.read_text()) == json.loads(json.dumps(fingerprint(cfg, section)))
-    except ValueError:
-        return False
-
-
-def _write_fingerprint(cfg: dict, section: str, folder: Path) -> None:
-    from .results import atomic_path
-
-    with atomic_path(folder / FINGERPRINT) as tmp:
-        tmp.write_text(json.dumps(fingerprint(cfg, section), indent=2, sort_keys=True) + "\n")
-
-
-def step_train(cfg: dict, only: Sequence[str] = ("cnn", "fisher"), force: bool = False) -> None:
-    models = resolve_path(cfg, "models")
-    if "cnn" in only:
-        from .models import train_from_config
-
-        if force or not model_current(cfg, "cnn", models / "cnn" / "cnn.pt"):
-            t0 = time.perf_counter()
-            res = train_from_config(cfg)
-            _write_fingerprint(cfg, "cnn", models / "cnn")
-            _log(f"trained CNN ({time.perf_counter() - t0:.1f} s): {res}")
-        else:
-            _log(f"CNN up to date in {models / 'cnn'}")
-    if "fisher" in only:
-        try:
-            from .fisher import fit_fisher_from_config
-        except ImportError:
-            _log("Fisher-vector pipeline not available; skipped")
-            return
-        if force or not model_current(cfg, "fisher", models / "fisher" / "fv.joblib"):
-            t0 = time.perf_counter()
-            res = fit_fisher_from_config(cfg)
-            _write_fingerprint(cfg, "fisher", models / "fisher")
-            _log(f"trained Fisher-vector classifier ({time.perf_counter() - t0:.1f} s): {res}")
-        else:
-            _log(f"Fisher-vector model up to date in {models / 'fisher'}")
+    train_models(cfg, only=only, force=force)
 
 
 def step_report(cfg_arg: Any, notebooks: Sequence[str] | None = None, out: str | None = None,
-                show_code: bool = False) -> bool:
+                show_code: bool = False, scheduler: str | None = None, force: bool = True) -> bool:
     from .reports import run_all
 
     summary = run_all(cfg_arg, notebooks=notebooks, out_dir=out,
-                      hide_code=False if show_code else None)
+                      hide_code=False if show_code else None, scheduler=scheduler, force=force)
     print(summary, flush=True)
     return summary.ok
 
@@ -153,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--notebooks", nargs="+", help="names or prefixes (default: all)")
     sp.add_argument("--out", help="report folder (default: the config's paths.reports)")
     sp.add_argument("--show-code", action="store_true", help="keep code cells in the HTML")
+    sp.add_argument("--scheduler", help="serial (default), local:N (dask LocalCluster of N workers) "
+                    "or tcp://host:port (an existing dask cluster)")
+    sp.add_argument("--force", action="store_true", help="re-run notebooks / grid cells that finished")
     sp = sub.add_parser("all", help="data, train and report in one go")
     add_config(sp)
     sp.add_argument("--force", action="store_true", help="regenerate data and retrain")
@@ -170,9 +89,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             for k, v in m.params.items():
                 print(f"{'':24s}{k} = {v!r}")
         return 0
+    if args.cmd == "report":  # a grid config (configs/grid.yaml) or a plain config
+        from .grid import RunInterrupted, is_grid_config, run_grid
+
+        try:
+            if is_grid_config(args.config):
+                summary = run_grid(args.config, scheduler=args.scheduler, force=args.force, out=args.out)
+                print(summary, flush=True)
+                return 0 if summary.ok else 1
+            cfg = load_config(args.config)
+            return 0 if step_report(cfg["_source"], args.notebooks, args.out, args.show_code,
+                                    scheduler=args.scheduler, force=args.force) else 1
+        except RunInterrupted as exc:
+            print(f"lrpkit: {exc}; finished cells are kept, run again to resume", file=sys.stderr)
+            return 128 + exc.signum
+        except (FileNotFoundError, ValueError, TypeError) as exc:
+            print(f"lrpkit: {exc}", file=sys.stderr)
+            return 2
     try:
         cfg = load_config(args.config)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, TypeError) as exc:
         print(f"lrpkit: {exc}", file=sys.stderr)
         return 2
     config_arg = cfg["_source"]

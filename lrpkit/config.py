@@ -1,31 +1,451 @@
-"""Run configuration: YAML files in ``configs/`` merged over built-in defaults.
+"""Run configuration: typed sections (dataclasses) overridden by YAML files in ``configs/``.
 
-``load_config("smoke")`` reads ``configs/smoke.yaml`` of the project (or any path).  Every
-section is a plain dict; relative paths are resolved against the project root (the folder
-holding ``configs/``) or the current directory.
+The dataclasses below are the **single source of defaults**; ``configs/default.yaml`` states
+the same values for the reader (a test checks that it sets nothing else) and other YAML files
+(``configs/smoke.yaml``) override some of them.  ``load_config`` raises on a key that no
+section declares, naming the key and the allowed ones.
+
+::
+
+    cfg = lrpkit.load_config("smoke")              # name in configs/, a YAML path, or a mapping
+    cfg.cnn.epochs, cfg["cnn"]["epochs"]           # attribute and mapping access (same value)
+    cfg.evaluation.get("ap_images")                # sections are read-only-style Mappings too
+    cfg = load_config("default", seed=1, cnn={"epochs": 3}, **{"fisher.C": 1.0})   # overrides
+    cfg.to_dict()                                   # plain nested dict (JSON-able)
+
+Sections: ``seed`` (int), ``paths``, ``data``, ``cnn``, ``fisher``, ``lrp``, ``evaluation``,
+``pda``, ``fgvis``, ``reports``.  To add a setting, add a typed field with its default to the
+section's dataclass (and state it in ``configs/default.yaml``); nothing else reads defaults.
+Relative paths are resolved against the project root (the folder holding ``configs/``).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Optional
 
 import yaml
 
-__all__ = ["DEFAULTS", "load_config", "project_root", "resolve_path"]
+__all__ = ["Config", "Section", "PathsConfig", "DataConfig", "CNNConfig", "FisherConfig",
+           "LRPConfig", "EvaluationConfig", "PDAConfig", "FGVisConfig", "ReportsConfig",
+           "SECTIONS", "DEFAULTS", "load_config", "as_config", "project_root", "resolve_path"]
 
-#: Built-in defaults; configs/default.yaml states them explicitly.
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "paths": {"scenes": "data/scenes", "models": "data/models", "reports": "reports"},
-    "data": {"n_train": 2000, "n_val": 500, "n_test": 1000},
-    "cnn": {},
-    "fisher": {},
-    "lrp": {},
-    "evaluation": {},
-    "reports": {"notebooks": None, "hide_code": True, "timeout": 3600},
+
+# ---------------------------------------------------------------------------------------------
+# Section base: a dataclass that is also a Mapping and rejects unknown names
+# ---------------------------------------------------------------------------------------------
+class Section(Mapping):
+    """Base of the config sections: a dataclass with strict names and ``Mapping`` access.
+
+    ``sec.key``, ``sec["key"]``, ``sec.get("key", default)``, ``dict(sec)``, ``{**sec}`` all
+    work; assigning an unknown name raises ``AttributeError`` / ``KeyError``; a section equals
+    any mapping with the same items.
+    """
+
+    _name = ""
+
+    # -- Mapping protocol --------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        if isinstance(key, str) and key in self.__dataclass_fields__:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(_unknown(self._name, key, self.__dataclass_fields__))
+        setattr(self, key, _check_value(type(self), key, value))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key not in self.__dataclass_fields__:
+            raise AttributeError(_unknown(self._name, key, self.__dataclass_fields__))
+        object.__setattr__(self, key, value)
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self.items()) == dict(other.items())
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (lists for tuples), for JSON, YAML and fingerprints."""
+        return {k: _plain(getattr(self, k)) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> "Section":
+        """The section with ``data`` over its defaults; unknown keys and wrong types raise."""
+        data = {} if data is None else data
+        if not isinstance(data, Mapping):
+            raise TypeError(f"config section {cls._name!r} must be a mapping, got "
+                            f"{type(data).__name__}")
+        for k in data:
+            if k not in cls.__dataclass_fields__:
+                raise ValueError(_unknown(cls._name, k, cls.__dataclass_fields__))
+        return cls(**{k: _check_value(cls, k, copy.deepcopy(v)) for k, v in data.items()})
+
+
+def _unknown(section: str, key: Any, allowed: Any) -> str:
+    where = f"section {section!r}" if section else "the top level"
+    return (f"unknown key {key!r} in config {where}; allowed keys: "
+            f"{', '.join(sorted(allowed)) or '(none yet)'}")
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Section):
+        return v.to_dict()
+    if isinstance(v, Mapping):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    return v
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _matches(value: Any, hint: Any) -> tuple[bool, Any]:
+    """Whether ``value`` fits the type ``hint``, and the value converted (int -> float, tuple ->
+    list)."""
+    if hint is Any:
+        return True, value
+    origin = typing.get_origin(hint)
+    if origin is typing.Union:
+        for h in typing.get_args(hint):
+            ok, v = _matches(value, h)
+            if ok:
+                return True, v
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if origin in (list, tuple) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        args = typing.get_args(hint)
+        out = []
+        for x in value:
+            ok, v = _matches(x, args[0]) if args else (True, x)
+            if not ok:
+                return False, value
+            out.append(v)
+        return True, out
+    if origin is dict or hint is dict:
+        return isinstance(value, Mapping), dict(value) if isinstance(value, Mapping) else value
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        return False, value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if isinstance(hint, type):
+        return isinstance(value, hint), value
+    return True, value
+
+
+def _check_value(cls: type, key: str, value: Any) -> Any:
+    hint = _hints(cls).get(key, Any)
+    ok, v = _matches(value, hint)
+    if not ok:
+        name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+        raise TypeError(f"config key {cls._name}.{key} must be {name}, got {value!r}")
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# The sections
+# ---------------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class PathsConfig(Section):
+    """Where data, models and reports live (relative to the project root unless absolute)."""
+
+    _name = "paths"
+    scenes: str = "data/scenes"        # generated bias-zoo scenes (VOC2007 layout)
+    models: str = "data/models"        # trained CNN checkpoints, Fisher-vector model
+    reports: str = "reports"           # rendered notebooks, HTML, netCDF results
+
+
+@dataclass(eq=False)
+class DataConfig(Section):
+    """:func:`lrpkit.data.generate_scenes` settings (the seed is the top-level ``seed``)."""
+
+    _name = "data"
+    n_train: int = 2000
+    n_val: int = 500
+    n_test: int = 1000
+    preset: str = "realistic"
+
+
+@dataclass(eq=False)
+class CNNConfig(Section):
+    """Scene CNN and its training (paper 000 App. E; :func:`lrpkit.models.train_cnn`)."""
+
+    _name = "cnn"
+    size: int = 128                    # longest side S after rescaling; padded to S x S
+    crop: int = 112                    # crop c (10 views for training, centre crop at test)
+    width: int = 16                    # channels of the first conv stage
+    mult: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    convs_per_stage: int = 1
+    hidden: int = 128
+    dropout: float = 0.5
+    optimizer: str = "adam"            # "adam" or "sgd" (Nesterov, momentum)
+    lr: float = 0.003                  # peak rate: linear warm-up, cosine decay per step
+    momentum: float = 0.9
+    weight_decay: float = 0.0001
+    warmup: float = 0.05               # fraction of all steps
+    epochs: int = 30
+    batch_size: int = 64
+    checkpoints: list[int] = field(default_factory=lambda: [0, 1, 2, 4, 8, 15, 30])
+    num_threads: Optional[int] = None
+    classes: Optional[list[str]] = None
+    train_split: str = "train"
+    val_split: Optional[str] = "val"
+    test_split: Optional[str] = "test"
+    deterministic: bool = True
+    channels_last: bool = True
+
+
+@dataclass(eq=False)
+class FisherConfig(Section):
+    """Fisher-vector pipeline (paper 000 Sec. 4; :class:`lrpkit.fisher.FisherVectorClassifier`)."""
+
+    _name = "fisher"
+    bin_sizes: list[int] = field(default_factory=lambda: [4, 6, 8])
+    step: int = 3
+    magnif: float = 6.0
+    contrast_threshold: float = 0.005
+    pca_dim: int = 64
+    n_components: int = 64
+    n_samples: int = 100000
+    max_fit_images: Optional[int] = 500
+    gmm_max_iter: int = 100
+    reg_covar: float = 0.0001
+    batch_size: int = 32
+    C: float = 10.0
+    loss: str = "squared_hinge"
+    max_iter: int = 5000
+
+
+@dataclass(eq=False)
+class LRPConfig(Section):
+    """LRP settings for the notebooks (:func:`lrpkit.lrp.params_from_config`)."""
+
+    _name = "lrp"
+    composite: str = "alpha2_beta1"
+    epsilon: float = 0.01
+    cutoff: Optional[str] = None
+    composites: list[str] = field(default_factory=lambda: ["epsilon", "alpha2_beta1",
+                                                           "epsilon_plus_flat"])
+    baselines: list[str] = field(default_factory=lambda: ["sensitivity", "deconvnet",
+                                                          "gradient_x_input", "guided_backprop"])
+
+
+@dataclass(eq=False)
+class EvaluationConfig(Section):
+    """Budgets of the evaluation notebooks (image counts, steps ...)."""
+
+    _name = "evaluation"
+    ap_images: Optional[int] = 150
+    resampling_images: int = 42
+    resampling_repeats: int = 5
+    resampling_batch: int = 20
+    resampling_steps: int = 50
+    average_heatmap_images: int = 20
+    tag_images: int = 12
+    tag_margin: int = 8
+    cnn_cutoff: Optional[str] = "features.6"
+    # notebook 02: context (paper 000 eq. 11, Fig. 6) against the planted truth
+    context_images: int = 6              # test images per class for mu (paper 000 Fig. 6)
+    context_bootstrap: int = 1000        # bootstrap resamples for mu's intervals
+    context_ap_images: Optional[int] = 80    # test images (and swapped twins) for the AP drop; None: all
+    # notebook 04: region perturbation / AOPC (paper 002; lrpkit.evaluate.perturbation)
+    aopc_images: int = 4                 # scene-CNN test images for Fig. 4, complexity, deletion
+    aopc_steps: int = 40                 # perturbation steps L (paper 002: 100)
+    aopc_repeats: int = 2                # uniform-noise repeats (paper 002: 10)
+    aopc_region_size: Optional[int] = None   # m; None: paper's 9 at 227 px scaled to the input
+    aopc_region_sizes: list[int] = field(default_factory=lambda: [1, 3, 5, 9, 19])  # Fig. 8 (scaled)
+    aopc_scale_images: int = 2           # images for the region-size study (Fig. 8)
+    aopc_scale_steps: int = 30
+    aopc_checkpoint_images: int = 2      # AOPC per training checkpoint (Fig. 7)
+    aopc_checkpoint_steps: int = 30
+    aopc_checkpoint_map_images: Optional[int] = 200   # test images for each checkpoint's mAP
+    aopc_fv_images: int = 2              # FV-LRP on the FV model (FV encoding ~0.2 s per image)
+    aopc_fv_steps: int = 10
+    aopc_road_images: int = 3            # uniform vs ROAD replacement
+    aopc_road_steps: int = 20
+    deletion_steps: int = 28             # RISE deletion/insertion steps (pixels per step: H*W / steps)
+    perturbation_batch: Optional[int] = None     # perturbed images per forward (None: auto)
+
+
+@dataclass(eq=False)
+class PDAConfig(Section):
+    """Prediction difference analysis (lrpkit.pda; notebook 05_pda_speedup budgets)."""
+
+    _name = "pda"
+    window: int = 10                 # k (Zintgraf et al. 2017, paper 003: 10)
+    outer: int = 18                  # l (18)
+    samples: int = 10                # S per window for "sampling" (10)
+    prob: str = "sigmoid"            # multi-label scene CNN: one sigmoid per class
+    patch_images: int = 200          # training images the patch Gaussian is fitted on
+    patch_max_patches: int = 20000   # outer patches drawn from them
+    heatmap_images: int = 3          # test images (distinct classes) for the heatmap panels
+    heatmap_stride: int = 10         # window grid step for the heatmaps (1 = paper; CPU budget)
+    approx_images: int = 30          # Fig. 11 (paper: 200 images)
+    approx_samples: int = 64         # Fig. 11 / 16 (paper: 500 samples)
+    invariance_images: int = 2       # Fig. 18
+    invariance_angle: float = 10.0   # degrees
+    invariance_crop: float = 0.8     # kept share of each side
+    aopc_steps: int = 20             # region perturbation of the heatmap images (paper 002: 100)
+    aopc_repeats: int = 2            # uniform-noise repeats (paper 002: 10)
+    aopc_region_size: int = 9        # m x m regions (paper 002: 9)
+    batch_size: Optional[int] = None  # windows per forward pass (None: memory-capped auto)
+
+
+@dataclass(eq=False)
+class FGVisConfig(Section):
+    """FGVis (lrpkit.fgvis, Wagner et al. CVPR 2019; notebook 06_fgvis_bias_probes budgets)."""
+
+    _name = "fgvis"
+    game: str = "deletion"              # the mask game of explain(method="fgvis") (eq. 2-3)
+    steps: int = 100                    # optimisation steps per mask
+    lr: float = 0.05                    # Adam step size on the mask
+    sparsity: float = 1.0               # initial lambda of the L1 term (adapted during the run)
+    similarity: str = "logodds"         # prob | ce (paper) | logodds (no saturation)
+    reference: str = "zero"             # zero | blur | noise | mean
+    lambda_factor: float = 1.1          # lambda *= / /= this per step (score level met / not)
+    level: float = 0.9                  # share of the image-vs-reference score kept / removed
+    example_images: int = 3             # Fig. 2: the four games on these test images
+    defence_images: int = 200           # Table 1: confidently classified test images
+    defence_candidates: Optional[int] = None  # test images screened for them (None: all)
+    defence_confidence: float = 0.9     # top softmax score to count as confident (paper: 0.995)
+    defence_steps: int = 60             # generation-game steps with / without the defence
+    defence_lr: float = 0.1
+    defence_patience: Optional[int] = 15  # an image stops after this many steps without gain
+    defence_goal_score: float = 0.5     # "reached": arg-max = target with at least this score
+    faithfulness_images: int = 12       # Table 2: test images (deletion metric)
+    deletion_steps: int = 28            # deletion-curve steps (H W / 28 pixels per step)
+    colour_images: Optional[int] = None  # Table A3: test images for the channel swap (None: all)
+    colour_mask_images: int = 6         # preservation masks per class (bus, car)
+    tag_images: int = 12                # tagged horse test images (with their untagged twins)
+
+
+@dataclass(eq=False)
+class ReportsConfig(Section):
+    """The report runner (:mod:`lrpkit.reports`)."""
+
+    _name = "reports"
+    notebooks: Optional[list[str]] = None      # None: every notebook in name order
+    hide_code: bool = True
+    timeout: Optional[int] = 3600              # seconds per cell
+
+
+#: section name -> dataclass; add a new top-level section here
+SECTIONS: dict[str, type[Section]] = {
+    "paths": PathsConfig, "data": DataConfig, "cnn": CNNConfig, "fisher": FisherConfig,
+    "lrp": LRPConfig, "evaluation": EvaluationConfig, "pda": PDAConfig, "fgvis": FGVisConfig,
+    "reports": ReportsConfig,
 }
+
+
+class Config(Mapping):
+    """A whole run configuration: ``seed`` and one typed :class:`Section` per name in
+    :data:`SECTIONS`.  ``cfg.cnn`` / ``cfg["cnn"]``; ``cfg.source`` (also ``cfg["_source"]``) is
+    the file it was read from."""
+
+    def __init__(self, seed: int = 0, source: str = "<defaults>", **sections: Any):
+        object.__setattr__(self, "_data", {})
+        self["seed"] = seed
+        for name, cls in SECTIONS.items():
+            self[name] = sections.pop(name, None) or cls()
+        if sections:
+            raise ValueError(_unknown("", next(iter(sections)), ["seed", *SECTIONS]))
+        object.__setattr__(self, "source", str(source))
+
+    # -- access ------------------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        if key == "_source":
+            return self.source
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, key: str) -> Any:
+        data = object.__getattribute__(self, "_data")
+        if key in data:
+            return data[key]
+        raise AttributeError(_unknown("", key, ["seed", *SECTIONS]))
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key == "_source":
+            object.__setattr__(self, "source", str(value))
+        elif key == "seed":
+            if not (isinstance(value, int) and not isinstance(value, bool)):
+                raise TypeError(f"config key seed must be int, got {value!r}")
+            self._data["seed"] = value
+        elif key in SECTIONS:
+            cls = SECTIONS[key]
+            self._data[key] = (copy.deepcopy(value) if isinstance(value, cls)
+                               else cls.from_mapping(value))
+        else:
+            raise KeyError(_unknown("", key, ["seed", *SECTIONS]))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == "source":
+            object.__setattr__(self, "source", str(value))
+        else:
+            try:
+                self[key] = value
+            except KeyError as exc:
+                raise AttributeError(exc.args[0]) from None
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self.to_dict() == _plain({k: v for k, v in other.items() if k != "_source"})
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __deepcopy__(self, memo: dict) -> "Config":
+        return Config(source=self.source, **copy.deepcopy(self._data, memo))
+
+    def copy(self) -> "Config":
+        return copy.deepcopy(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (no ``_source``): JSON / YAML-ready."""
+        return {k: _plain(v) for k, v in self._data.items()}
+
+    def __repr__(self) -> str:
+        return f"Config(source={self.source!r}, seed={self.seed}, sections={list(SECTIONS)})"
+
+
+def _defaults_dict() -> dict[str, Any]:
+    return Config().to_dict()
+
+
+#: The built-in defaults as a plain dict (read-only view for the curious; the dataclasses rule).
+DEFAULTS: dict[str, Any] = _defaults_dict()
 
 
 def project_root() -> Path:
@@ -41,22 +461,59 @@ def project_root() -> Path:
 
 
 def _merge(base: dict, over: Mapping) -> dict:
-    out = copy.deepcopy(base)
+    out = dict(base)
     for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(_plain(out[k]), v)
         else:
-            out[k] = copy.deepcopy(v)
+            out[k] = _plain(v)
     return out
 
 
-def load_config(config: str | os.PathLike | Mapping | None = None, **overrides: Any) -> dict[str, Any]:
-    """Load a config by name (``"default"``, ``"smoke"``), path, or dict, over the defaults."""
+def _undot(over: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"cnn.epochs": 3}`` -> ``{"cnn": {"epochs": 3}}`` (other keys unchanged)."""
+    out: dict[str, Any] = {}
+    for k, v in over.items():
+        if isinstance(k, str) and "." in k:
+            sec, key = k.split(".", 1)
+            out = _merge(out, {sec: _undot({key: v})})
+        else:
+            out = _merge(out, {k: v})
+    return out
+
+
+def _build(data: Mapping[str, Any], source: str) -> Config:
+    data = dict(data)
+    source = str(data.pop("_source", source))
+    for k in data:
+        if k != "seed" and k not in SECTIONS:
+            raise ValueError(_unknown("", k, ["seed", *SECTIONS]))
+    cfg = Config(source=source)
+    if "seed" in data:
+        cfg["seed"] = data["seed"]
+    for name in SECTIONS:
+        if name in data:
+            v = data[name]
+            if v is not None and not isinstance(v, Mapping):
+                raise TypeError(f"config section {name!r} must be a mapping, got {type(v).__name__}")
+            cfg[name] = v or {}
+    return cfg
+
+
+def load_config(config: str | os.PathLike | Mapping | None = None, **overrides: Any) -> Config:
+    """Load a config by name (``"default"``, ``"smoke"``), YAML path, or mapping (a
+    :class:`Config` or a plain dict; missing keys take the dataclass defaults).
+
+    ``overrides`` are merged over it: sections as mappings (``cnn={"epochs": 3}``), single
+    keys dotted (``**{"cnn.epochs": 3}``) or ``seed=1``.  Raises ``ValueError`` naming an
+    unknown key and the allowed ones, ``TypeError`` for a value of the wrong type,
+    ``FileNotFoundError`` for a missing file.
+    """
     if config is None:
         config = "default"
     if isinstance(config, Mapping):
-        data: Mapping = config
-        source = "<dict>"
+        data: Mapping = _plain({k: v for k, v in config.items()})
+        source = config.source if isinstance(config, Config) else str(config.get("_source", "<dict>"))
     else:
         p = Path(config)
         if not p.suffix and not p.exists():
@@ -70,10 +527,18 @@ def load_config(config: str | os.PathLike | Mapping | None = None, **overrides: 
         if not isinstance(data, Mapping):
             raise ValueError(f"config file {p} must hold a mapping at top level")
         source = str(p)
-    cfg = _merge(DEFAULTS, data)
-    cfg = _merge(cfg, overrides)
-    cfg["_source"] = source
-    return cfg
+    try:
+        merged = _merge(dict(data), _undot(overrides))
+        return _build(merged, source)
+    except (ValueError, TypeError) as exc:
+        if source.startswith("<"):
+            raise
+        raise type(exc)(f"{source}: {exc}") from None
+
+
+def as_config(cfg: "Config | Mapping | str | os.PathLike | None") -> Config:
+    """``cfg`` as a :class:`Config`: returned as is, or loaded (name, path, mapping, None)."""
+    return cfg if isinstance(cfg, Config) else load_config(cfg)
 
 
 def resolve_path(cfg: Mapping[str, Any], key: str) -> Path:

@@ -172,14 +172,14 @@ def _n_classes(model: Any, x: torch.Tensor) -> int:
     coef = getattr(model, "coef_", None)  # fitted linear classifiers (the FV model): no encoding
     if isinstance(coef, np.ndarray) and coef.ndim == 2:
         return int(coef.shape[0])
-    key = tuple(x.shape[1:])
+    key = tuple(x.shape[1:]) if hasattr(x, "shape") else None
     try:
         cached = _N_CLASSES.get(model)
     except TypeError:  # not weak-referenceable
         cached = None
     if cached is not None and cached[0] == key:
         return cached[1]
-    n = model_scores(model, x[:1]).shape[1]
+    n = model_scores(model, x[:1]).shape[1]  # x[:1]: a batch of one (tensor or list)
     try:
         _N_CLASSES[model] = (key, n)
     except TypeError:
@@ -187,18 +187,28 @@ def _n_classes(model: Any, x: torch.Tensor) -> int:
     return n
 
 
-def resolve_target(model: Any, x: torch.Tensor, target: Any,
-                   n_classes: int | None = None) -> torch.Tensor:
+def resolve_target(model: Any, x: Any, target: Any, n_classes: int | None = None, *,
+                   scores: torch.Tensor | None = None) -> torch.Tensor:
     """Turn ``target`` (int, sequence, tensor or ``"pred"``) into a LongTensor ``(N,)``.
 
-    Raises ``ValueError`` for classes out of ``range(n_classes)``; ``n_classes`` is read
-    from the model's output when not given.
+    The one place where targets are resolved: :func:`explain`, the LRP engine, the gradient
+    baselines and the Fisher-vector resampling call it.  ``x`` is a batch ``(N, ...)`` or a
+    list of ``N`` images (Fisher-vector models).  ``"pred"`` is each sample's arg-max score:
+    taken from ``scores`` ``(N, classes)`` when the caller already has them (its own forward
+    pass; no second one), otherwise from :func:`model_scores` (eval mode).  Raises
+    ``ValueError`` for classes out of ``range(n_classes)``; ``n_classes`` is ``scores``'s
+    width, or read from the model when not given.
     """
-    n = x.shape[0]
+    n = int(x.shape[0]) if hasattr(x, "shape") else len(x)
+    if scores is not None:
+        if scores.dim() != 2 or scores.shape[0] != n:
+            raise ValueError(f"scores must be (N={n}, classes), got {tuple(scores.shape)}")
+        n_classes = int(scores.shape[1]) if n_classes is None else n_classes
     if isinstance(target, str):
         if target != "pred":
             raise ValueError(f"target must be an int, a sequence of ints or 'pred', got {target!r}")
-        return model_scores(model, x).argmax(1).long()
+        s = scores if scores is not None else model_scores(model, x)
+        return s.detach().argmax(1).long()
     if isinstance(target, (bool, np.bool_)):
         raise TypeError("target must be a class index, not a bool")
     if isinstance(target, (int, np.integer)):

@@ -78,7 +78,7 @@ def make_attrs(config: Mapping[str, Any] | None = None, **params: Any) -> dict[s
     attrs: dict[str, Any] = {"lrpkit_version": __version__,
                              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if config is not None:
-        attrs["config"] = dict(config)
+        attrs["config"] = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     attrs.update(params)
     return attrs
 
@@ -106,6 +106,8 @@ def _json_default(o: Any) -> Any:
         return o.tolist()
     if isinstance(o, os.PathLike):
         return os.fspath(o)
+    if hasattr(o, "to_dict"):  # lrpkit.config sections
+        return o.to_dict()
     raise TypeError(f"attribute value of type {type(o).__name__} is not JSON serialisable")
 
 

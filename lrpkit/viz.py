@@ -7,6 +7,9 @@
     rgb = viz.heatmap_rgb(h[0])            # (H, W, 3) in [0, 1], symmetric about 0
     viz.overlay(image, h[0])               # heatmap blended over the image
     fig = viz.plot_heatmaps(images, R, titles=[...])
+    viz.show_heatmap(ax, h[0], "title")    # one map on an axis, range at the 99.5th percentile
+    viz.draw_box(ax, (x0, y0, x1, y1))     # a 0-based half-open pixel box
+    grid = viz.montage(images, ncols=8)    # one (H, W, 3) array of tiles
 
 The colour map ``"lrp"`` (registered with matplotlib on import) runs from dark blue
 (negative relevance) through white (0) to dark red (positive), like the heatmaps of the
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 
 __all__ = ["channel_sum", "symmetric_limit", "heatmap_rgb", "overlay", "plot_heatmaps", "show_scenes",
-           "LRP_CMAP", "lrp_cmap"]
+           "show_image", "show_heatmap", "draw_box", "montage", "LRP_CMAP", "lrp_cmap"]
 
 LRP_CMAP = "lrp"
 
@@ -196,6 +199,97 @@ def show_scenes(samples: Sequence[tuple[Any, dict]], titles: Sequence[str] | Non
         ax.set_title(str(title), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _bare(ax, title: str | None) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(str(title))
+
+
+def show_image(ax, image: Any, title: str | None = None):
+    """Draw an image (PIL, ``(H, W, 3)``, ``(3, H, W)`` or ``(H, W)``) on ``ax`` without ticks."""
+    ax.imshow(np.asarray(image.convert("RGB")) if hasattr(image, "convert") else _image_rgb(image))
+    _bare(ax, title)
+    return ax
+
+
+def show_heatmap(ax, h: Any, title: str | None = None, percentile: float = 99.5,
+                 cmap: Any = LRP_CMAP):
+    """Draw a 2-D relevance map (or ``(C, H, W)``, summed) on ``ax`` in the relevance colours.
+
+    The colour range is symmetric about 0 (white) and ends at ``percentile`` of ``|h|``, so a few
+    extreme pixels do not wash out the rest; returns the ``AxesImage``.
+    """
+    a = _np(h).astype(np.float64)
+    if a.ndim == 3:
+        a = a.sum(0)
+    if a.ndim != 2:
+        raise ValueError(f"show_heatmap expects a 2-D map (or (C, H, W)), got shape {a.shape}")
+    if cmap == LRP_CMAP:
+        cmap = lrp_cmap()
+    v = symmetric_limit(a, percentile)
+    im = ax.imshow(a, cmap=cmap, vmin=-v, vmax=v, interpolation="nearest")
+    _bare(ax, title)
+    return im
+
+
+def draw_box(ax, box: Sequence[float], color: str = "lime", lw: float = 1.2):
+    """Outline a 0-based, half-open pixel box ``(x0, y0, x1, y1)`` on ``ax`` (pixel edges at
+    ``+-0.5`` of the pixel centres, as ``imshow`` draws them); returns the patch."""
+    from matplotlib.patches import Rectangle
+
+    if len(box) != 4:
+        raise ValueError(f"box must be (x0, y0, x1, y1), got {box!r}")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec=color, lw=lw))
+
+
+def montage(images: Sequence[Any], ncols: int | None = None, pad: int = 2,
+            fill: float = 1.0) -> np.ndarray:
+    """Tile images into one RGB array ``(H, W, 3)`` in [0, 1], row by row.
+
+    Images may be PIL images or arrays (see :func:`overlay` for the layouts; uint8 is scaled
+    by 1/255) and may differ in size: each tile is as large as the largest image, an image sits
+    in its tile's top-left corner, and ``pad`` pixels of ``fill`` separate the tiles (none at
+    the border).  ``ncols`` defaults to ``ceil(sqrt(N))``; empty tiles (the rest of the last
+    row, or of a row wider than ``N`` when ``ncols > N``: montages of equal width) are ``fill``.
+    """
+    tiles = []
+    for im in images:
+        if hasattr(im, "convert"):
+            a = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
+        else:
+            raw = _np(im)
+            a = raw.astype(np.float64) / 255.0 if raw.dtype == np.uint8 else _image_rgb(raw)
+            if a.ndim == 2:
+                a = np.repeat(a[..., None], 3, -1)
+            elif a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+                a = np.moveaxis(a, 0, -1)
+            if a.shape[-1] == 1:
+                a = np.repeat(a, 3, -1)
+        if a.ndim != 3 or a.shape[-1] != 3:
+            raise ValueError(f"montage: image {len(tiles)} has shape {a.shape}, expected (H, W, 3)")
+        tiles.append(a)
+    if not tiles:
+        raise ValueError("montage needs at least one image")
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0, got {pad!r}")
+    n = len(tiles)
+    explicit = ncols is not None
+    ncols = int(ncols) if explicit else int(np.ceil(np.sqrt(n)))
+    if ncols < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols!r}")
+    ncols = ncols if explicit else min(ncols, n)
+    nrows = -(-n // ncols)
+    th, tw = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
+    out = np.full((nrows * th + (nrows - 1) * pad, ncols * tw + (ncols - 1) * pad, 3), float(fill))
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, ncols)
+        y, x = r * (th + pad), c * (tw + pad)
+        out[y:y + t.shape[0], x:x + t.shape[1]] = t
+    return out
 
 
 try:  # register the colour map on import when matplotlib is there

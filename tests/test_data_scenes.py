@@ -36,7 +36,9 @@ def test_deterministic_bytes(tmp_path):
     assert sum(a[k] != c[k] for k in jpgs) >= len(jpgs) - 2 and a["bias.csv"] != c["bias.csv"]
     meta = json.loads(a["lrpkit_scenes.json"])
     assert meta["classes"] == list(SCENE_CLASSES) and meta["params"] == {"seed": 3, "n_train": 6,
-                                                                          "n_val": 3, "n_test": 4}
+                                                                          "n_val": 3, "n_test": 4,
+                                                                          "preset": "easy"}
+    assert meta["preset"] == "easy"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]  # no temp folders left
 
 

@@ -26,7 +26,7 @@ def test_registry_lists_methods_with_params():
     assert ms["lrp"].params["epsilon"] == 0.01
     assert ms["lrp"].params["cutoff"] is None
     assert ms["sensitivity"].params == {"norm": "l2"}
-    assert "002" in ms["lrp"].paper
+    assert "Samek" in ms["lrp"].paper          # paper 002 (Samek et al. 2017), cited by authors
 
 
 @pytest.mark.parametrize("method", ["lrp", "sensitivity", "deconvnet", "gradient_x_input",
@@ -147,3 +147,74 @@ def test_lrp_params_from_config():
     assert set(p) <= set(lrpkit.methods()["lrp"].params)
     net, x = tiny(), torch.randn(1, 3, 8, 8)
     assert lrpkit.explain(net, x, 0, method="lrp", **p).shape == x.shape
+
+
+# --------------------------------------------------------------------------- explicit targets
+def _linear_net():
+    """Flatten -> Linear (no ReLU): every method has a closed form for any class."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 4)).eval()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.randn(4, 12))
+        net[1].bias.copy_(torch.tensor([0.3, -0.2, 0.1, 0.0]))
+    return net
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_explicit_target_that_is_not_the_argmax(as_list):
+    net = _linear_net()
+    x = torch.randn(3, 3, 2, 2)
+    W, b = net[1].weight.detach(), net[1].bias.detach()
+    f = net(x).detach()
+    # per sample, the class with the lowest score (never the arg-max)
+    t = f.argmin(1)
+    assert (t != f.argmax(1)).all()
+    target = t.tolist() if as_list else t
+    Wt = W[t].reshape(x.shape)                               # d f_t / d x, (N, C, H, W)
+    ft = f[torch.arange(3), t]
+    refs = {
+        "gradient_x_input": x * Wt,
+        "guided_backprop": Wt,                               # no ReLU: the plain gradient
+        "sensitivity": (Wt.norm(dim=1, keepdim=True) / 3).expand_as(x),   # paper 002 eq. 3
+        # epsilon rule on the one linear layer (bias absorbs its share):
+        # R_i = x_i w_ti / (z_t + eps sgn z_t) * f_t with z_t = f_t
+        "lrp": x * Wt / (ft + 0.01 * torch.where(ft >= 0, 1.0, -1.0))[:, None, None, None]
+        * ft[:, None, None, None],
+    }
+    for method, ref in refs.items():
+        kw = {"composite": "epsilon"} if method == "lrp" else {}
+        R = lrpkit.explain(net, x, target, method=method, **kw)
+        torch.testing.assert_close(R, ref, rtol=1e-5, atol=1e-6, msg=method)
+        # and it is not the map of the predicted class
+        P = lrpkit.explain(net, x, "pred", method=method, **kw)
+        assert not torch.allclose(R, P), method
+
+
+def test_one_int_target_for_every_sample_and_mixed_targets():
+    net = _linear_net()
+    x = torch.randn(4, 3, 2, 2)
+    W = net[1].weight.detach()
+    pred = net(x).argmax(1)
+    c = int((pred[0] + 1) % 4)                               # not sample 0's prediction
+    R = lrpkit.explain(net, x, c, method="gradient_x_input")
+    torch.testing.assert_close(R, x * W[c].reshape(1, 3, 2, 2).expand_as(x))
+    mixed = torch.tensor([0, 3, 1, 2])
+    R = lrpkit.explain(net, x, mixed, method="gradient_x_input")
+    torch.testing.assert_close(R, x * W[mixed].reshape(x.shape))
+    with pytest.raises(ValueError, match="out of range"):
+        lrpkit.explain(net, x, 4, method="gradient_x_input")
+
+
+def test_resolve_target_with_scores_and_lists():
+    from lrpkit.explain import resolve_target
+
+    scores = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 1.0]])
+    torch.testing.assert_close(resolve_target(None, scores, "pred", scores=scores),
+                               torch.tensor([1, 0]))
+    torch.testing.assert_close(resolve_target(None, scores, [2, 2], scores=scores), torch.tensor([2, 2]))
+    with pytest.raises(ValueError, match="out of range"):
+        resolve_target(None, scores, 3, scores=scores)
+    # a list of images (Fisher-vector models): N = len(x)
+    torch.testing.assert_close(resolve_target(None, ["a", "b"], 1, n_classes=2), torch.tensor([1, 1]))
+    with pytest.raises(TypeError, match="bool"):
+        resolve_target(None, scores, True, scores=scores)

@@ -53,7 +53,8 @@ def test_dense_sift_geometry_and_normalisation():
     img = np.random.default_rng(1).random((3, 40, 52))
     d, fr = dense_sift(img, bin_sizes=(4, 6), step=3)
     assert d.shape == (len(fr), 128) and d.dtype == np.float32
-    n4 = ((40 - 16) // 3 + 1) * ((52 - 16) // 3 + 1)
+    # one grid for both sizes (vl_phow): b = 6 from x0 = 0, b = 4 from x0 = 2 (6 - 4) = 4
+    n4 = ((40 - 4 - 16) // 3 + 1) * ((52 - 4 - 16) // 3 + 1)
     n6 = ((40 - 24) // 3 + 1) * ((52 - 24) // 3 + 1)
     assert len(fr) == n4 + n6
     assert set(np.unique(fr.bin_size)) == {4, 6}
@@ -90,6 +91,109 @@ def test_dense_sift_orientation_and_spatial_bins():
     # flat image -> zero descriptors (contrast threshold)
     d3, _ = dense_sift(np.full((3, 30, 30), 0.5), bin_sizes=(4,), step=2)
     assert np.all(d3 == 0)
+
+
+def _slow_dense_sift(img, bin_sizes, step, magnif=6.0, window_size=2.0, contrast_threshold=0.005):
+    """Dense SIFT written from VLFeat's documented conventions (vl_dsift / vl_phow), with loops.
+
+    * vl_phow: one grid for all bin sizes; descriptor centres coincide: the largest size B starts
+      with its 4B x 4B receptive field at the image corner, size b at 2 (B - b) (same first
+      centre), each continues every ``step`` pixels while it fits in the image.
+    * vl_dsift: 4 x 4 bins b pixels apart, descriptor centre = first bin centre + 3/2 b; every
+      bin centre is the centre of its b x b pixel cell; a pixel adds to a bin with the bilinear
+      weight max(0, 1 - |dx| / b) max(0, 1 - |dy| / b) / b^2 (distances to the bin centre); the
+      Gaussian window is replaced by its mean over each bin's support.
+    * gradients: central differences of the image smoothed by sigma = sqrt((b/magnif)^2 - 1/4),
+      magnitude split linearly between the two nearest of 8 orientations.
+    * L2, clamp 0.2, L2; raw norm below the contrast threshold -> 0.
+    """
+    from scipy import ndimage
+
+    grey = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
+    H, W = grey.shape
+    B = max(bin_sizes)
+    descs, centres, rects, sizes = [], [], [], []
+    for b in bin_sizes:
+        sigma = np.sqrt(max((b / magnif) ** 2 - 0.25, 0.0))
+        g = ndimage.gaussian_filter(grey, sigma, mode="nearest") if sigma > 0 else grey
+        gy, gx = np.gradient(g)
+        ori = np.zeros((8, H, W))
+        for y in range(H):
+            for x in range(W):
+                a = (np.arctan2(gy[y, x], gx[y, x]) % (2 * np.pi)) * 8 / (2 * np.pi)
+                o = int(np.floor(a))
+                r = a - o
+                m = np.hypot(gx[y, x], gy[y, x])
+                ori[o % 8, y, x] += (1 - r) * m
+                ori[(o + 1) % 8, y, x] += r * m
+        # the window mean of bin i: Gaussian at b (i - 3/2) + t averaged with the bilinear weights
+        t = np.arange(-2 * b, 2 * b + 1, 0.5)
+        t = t[(np.abs(t) < b) & ((t - (b - 1) / 2) % 1 == 0)]
+        tri = (b - np.abs(t)) / b ** 2
+        win = [np.sum(tri * np.exp(-0.5 * ((b * (i - 1.5) + t) / (window_size * b)) ** 2)) / tri.sum()
+               for i in range(4)]
+        ys = range(2 * (B - b), H - 4 * b + 1, step)
+        xs = range(2 * (B - b), W - 4 * b + 1, step)
+        Y, X = np.mgrid[:H, :W]
+        for y0 in ys:
+            for x0 in xs:
+                h = np.zeros((4, 4, 8))
+                for by in range(4):
+                    for bx in range(4):
+                        cy, cx = y0 + b * by + (b - 1) / 2, x0 + b * bx + (b - 1) / 2
+                        wgt = (np.maximum(0, 1 - np.abs(Y - cy) / b) * np.maximum(0, 1 - np.abs(X - cx) / b)
+                               / b ** 2)
+                        h[by, bx] = (ori * wgt).sum((1, 2)) * win[by] * win[bx]
+                descs.append(h.ravel())
+                centres.append((x0 + (4 * b - 1) / 2, y0 + (4 * b - 1) / 2))
+                rects.append((y0, x0, y0 + 4 * b, x0 + 4 * b))
+                sizes.append(b)
+    d = np.array(descs)
+    n = np.linalg.norm(d, axis=1, keepdims=True)
+    out = np.minimum(d / np.maximum(n, 1e-12), 0.2)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    out[n[:, 0] < contrast_threshold] = 0
+    return out, np.array(centres), np.array(rects), np.array(sizes)
+
+
+@pytest.mark.parametrize("bin_sizes, step, shape", [((4, 6), 3, (30, 37)), ((3, 5), 2, (24, 21)),
+                                                    ((2, 3, 4), 5, (27, 26))])
+def test_dense_sift_matches_slow_vlfeat_reference(bin_sizes, step, shape):
+    img = np.random.default_rng(7).random((3, *shape))
+    from scipy import ndimage
+
+    img = ndimage.gaussian_filter(img, (0, 1, 1))         # some structure, some flat-ish areas
+    d, fr = dense_sift(img, bin_sizes=bin_sizes, step=step, dtype=np.float64)
+    ref, centres, rects, sizes = _slow_dense_sift(img, bin_sizes, step)
+    np.testing.assert_array_equal(fr.bin_size, sizes)
+    np.testing.assert_allclose(fr.center, centres)
+    np.testing.assert_array_equal(fr.rect, rects)
+    np.testing.assert_allclose(d, ref, atol=1e-12)
+    # one shared grid: every size's centres are on the largest size's lattice
+    big = fr.center[fr.bin_size == max(bin_sizes)]
+    for b in bin_sizes:
+        c = fr.center[fr.bin_size == b]
+        np.testing.assert_allclose((c - big[0]) % step, 0, atol=1e-12)
+    # the bin centres (VLFeat: first bin centre + 3/2 b = descriptor centre) lie at the
+    # centres of the bin rectangles, for even and odd b
+    br = fr.bin_rects
+    cells = np.stack([(br[..., 1] + br[..., 3] - 1) / 2, (br[..., 0] + br[..., 2] - 1) / 2], -1)
+    np.testing.assert_allclose(cells.mean(1), fr.center)
+
+
+def test_even_bin_size_is_centred_on_its_cells():
+    """A thin bright line through the middle of a descriptor: for even b it lies exactly between
+    the two middle bin columns, so their histograms are equal (no half-pixel offset)."""
+    for b in (4, 6, 5):
+        img = np.zeros((4 * b, 4 * b))
+        mid = 2 * b                                         # pixels 2b-1 | 2b straddle the centre
+        img[:, mid - 1:mid + 1] = 1.0
+        d, fr = dense_sift(img, bin_sizes=(b,), step=1, dtype=np.float64, contrast_threshold=0)
+        assert len(fr) == 1 and fr.center[0, 0] == (4 * b - 1) / 2
+        h = d[0].reshape(4, 4, 8)
+        # mirror symmetry about the descriptor centre: column bx <-> 3 - bx, orientation t <-> 4 - t
+        mirrored = h[:, ::-1][:, :, (4 - np.arange(8)) % 8]
+        np.testing.assert_allclose(h, mirrored, atol=1e-12)
 
 
 @pytest.mark.parametrize("bad, err", [
@@ -198,7 +302,8 @@ def test_save_load_evaluate(clf, data, tmp_path):
 def test_fit_from_config(tmp_path):
     data = pytest.importorskip("lrpkit.data")
     from lrpkit.config import load_config
-    from lrpkit.fisher import fit_fisher_from_config, model_path
+    from lrpkit.pipeline import fisher_path as model_path
+    from lrpkit.pipeline import fit_fisher_from_config
 
     root = tmp_path / "scenes"
     data.generate_scenes(root, n_train=10, n_val=4, n_test=2, seed=0, progress=False, n_jobs=1)
@@ -211,7 +316,7 @@ def test_fit_from_config(tmp_path):
 
 
 def test_targets_1d_binary_only():
-    from lrpkit.fisher.encoder import _as_targets
+    from lrpkit.fisher.classifier import _as_targets
 
     np.testing.assert_array_equal(_as_targets(np.array([0, 1, 1]), 3), [[0], [1], [1]])
     np.testing.assert_array_equal(_as_targets(np.array([-1, 1, -1]), 3), [[0], [1], [0]])

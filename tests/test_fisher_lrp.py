@@ -381,3 +381,30 @@ def test_explain_with_a_class_index_does_not_encode_twice(clf, monkeypatch):
     assert R.shape == x.shape
     with pytest.raises(ValueError, match="out of range"):
         lrpkit.explain(clf, x, 2, method="fv_lrp")
+
+
+def test_one_vocabulary_of_rule_names():
+    from lrpkit.evaluate.resampling import parse_rule as order_rule
+    from lrpkit.fisher import parse_rule, rule_name
+
+    assert parse_rule("epsilon_100") == ("epsilon", 100.0)
+    assert parse_rule("epsilon", 3.0) == ("epsilon", 3.0)
+    assert parse_rule("plain") == ("plain", 100.0) and parse_rule("absolute")[0] == "absolute"
+    assert rule_name("epsilon", 100.0) == "epsilon_100" and rule_name("epsilon_0.5") == "epsilon_0.5"
+    assert rule_name("plain") == "plain"
+    with pytest.raises(ValueError, match="unknown rule 'alpha'"):
+        parse_rule("alpha")
+    # the resampling orders use the same names (plus "random")
+    assert order_rule("epsilon_100") == parse_rule("epsilon_100")
+    assert order_rule("random") is None
+    # the explainer takes either spelling and gives the same relevances
+    rng = np.random.default_rng(0)
+    from sklearn.mixture import GaussianMixture
+
+    gmm = GaussianMixture(3, covariance_type="diag", random_state=0).fit(rng.normal(size=(200, 4)))
+    f = rng.normal(size=(30, 4))
+    w, b = rng.normal(size=3 * 9), 0.3
+    a = feature_relevance(f, gmm, w, b, rule="epsilon_7")
+    c = feature_relevance(f, gmm, w, b, rule="epsilon", epsilon=7.0)
+    np.testing.assert_array_equal(a.feature, c.feature)
+    assert a.rule == "epsilon" and a.epsilon == 7.0

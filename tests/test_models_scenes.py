@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from lrpkit.config import load_config
-from lrpkit.models import evaluate_map, load_cnn, train_from_config
+from lrpkit.models import evaluate_map, load_cnn
+from lrpkit.pipeline import train_cnn_from_config as train_from_config
 from lrpkit.results import open_dataset
 
 

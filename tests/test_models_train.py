@@ -4,7 +4,8 @@ import pytest
 import torch
 import xarray as xr
 
-from lrpkit.models import (evaluate_map, hinge_loss, load_cnn, train_cnn, train_from_config)
+from lrpkit.models import evaluate_map, hinge_loss, load_cnn, train_cnn
+from lrpkit.pipeline import train_cnn_from_config as train_from_config
 from lrpkit.models.train import checkpoint_name
 from lrpkit.results import open_dataset
 

@@ -93,3 +93,37 @@ def test_scenes_of_an_older_format_are_not_current(tmp_path):
     for version, current in ((FORMAT_VERSION, True), (FORMAT_VERSION - 1, False)):
         (tmp_path / "lrpkit_scenes.json").write_text(json.dumps({"version": version, "params": params}))
         assert cli.scenes_current(cfg) is current
+
+
+def test_fingerprint_is_computed_from_the_typed_sections(tmp_path):
+    from lrpkit import pipeline
+
+    cfg = load_config("smoke", paths={"scenes": str(tmp_path / "s"), "models": str(tmp_path / "m")})
+    fp = pipeline.fingerprint(cfg, "cnn")
+    # the whole section, defaults included (warmup is not in smoke.yaml)
+    assert fp["params"] == cfg.cnn.to_dict() and fp["params"]["warmup"] == 0.05
+    assert fp["data"]["preset"] == cfg.data.preset and fp["seed"] == cfg.seed
+    other = load_config(cfg, cnn={"warmup": 0.1})
+    assert pipeline.fingerprint(other, "cnn") != fp
+    assert pipeline.fingerprint(other, "fisher") == pipeline.fingerprint(cfg, "fisher")
+    with pytest.raises(ValueError, match="section"):
+        pipeline.fingerprint(cfg, "lrp")
+
+
+def test_pipeline_paths_and_loaders(tmp_path):
+    from lrpkit import pipeline
+
+    cfg = load_config("smoke", paths={"scenes": str(tmp_path / "s"), "models": str(tmp_path / "m")})
+    assert pipeline.scenes_root(cfg) == tmp_path / "s"
+    assert pipeline.cnn_path(cfg) == tmp_path / "m" / "cnn" / "cnn.pt"
+    assert pipeline.cnn_path(cfg, 2) == tmp_path / "m" / "cnn" / "cnn_epoch002.pt"
+    assert pipeline.fisher_path(cfg) == tmp_path / "m" / "fisher" / "fv.joblib"
+    with pytest.raises(FileNotFoundError, match="fv.joblib"):
+        pipeline.load_fisher(cfg)
+    with pytest.raises(FileNotFoundError, match="cnn.pt"):
+        pipeline.load_cnn(cfg)
+    assert not pipeline.model_current(cfg, "cnn") and not pipeline.scenes_current(cfg)
+    # a plain dict (e.g. a notebook's edited copy) is accepted wherever a Config is
+    assert pipeline.cnn_path(cfg.to_dict()) == pipeline.cnn_path(cfg)
+    with pytest.raises(ValueError, match="unknown model"):
+        pipeline.train_models(cfg, only=["svm"])

@@ -33,9 +33,10 @@ def report(tmp_path_factory):
     _write_nb(nbs / "01_bad.ipynb", "x = 1", "raise ValueError('planted failure')", "y = 2")
     _write_nb(nbs / "02_after.ipynb", GOOD)
     _write_nb(nbs / "03_noresult.ipynb", "z = 3")
+    _write_nb(nbs / "04_dies.ipynb", "print('before the crash')", "import os\nos._exit(3)", "never = 1")
     cfg = root / "c.yaml"
     cfg.write_text("seed: 11\nreports:\n  hide_code: true\n")
-    return run_all(cfg, out_dir=root / "out", nb_dir=nbs, progress=False), root
+    return run_all(cfg, out_dir=root / "out", nb_dir=nbs, progress=False, retries=0), root
 
 
 def test_good_notebooks_give_html_netcdf_and_executed_copy(report):
@@ -57,7 +58,7 @@ def test_failure_is_recorded_with_cell_and_does_not_stop_others(report):
     summary, root = report
     assert not summary.ok
     names = [r.name for r in summary.failures]
-    assert names == ["01_bad", "03_noresult"]
+    assert names == ["01_bad", "03_noresult", "04_dies"]
     bad = summary.failures[0]
     # parameters (1), papermill's injected parameters (2), x = 1 (3), the raise (4)
     assert bad.failed_cell == 4 and "planted failure" in bad.error
@@ -70,9 +71,46 @@ def test_failure_is_recorded_with_cell_and_does_not_stop_others(report):
     assert "01_bad" in str(summary)
 
 
+def test_kernel_death_names_notebook_cell_and_partial_output(report):
+    summary, root = report
+    run = next(r for r in summary.runs if r.name == "04_dies")
+    assert not run.ok and run.state == "failed"
+    # which notebook, what happened, which cell (#4: markdown, parameters, injected parameters, print, crash)
+    assert "04_dies: kernel died in cell #4" in run.detail
+    assert "partial output" in run.detail and "04_dies.partial.html" in run.detail
+    partial = root / "out" / "04_dies.partial.html"
+    assert partial.exists() and "before the crash" in partial.read_text()
+    index = (root / "out" / "index.html").read_text()
+    assert "kernel died in cell #4" in index and 'href="04_dies.partial.html"' in index
+    assert not (root / "out" / "04_dies.nc").exists()
+
+
 def test_no_temp_files_left(report):
     _, root = report
-    assert not [p for p in (root / "out").iterdir() if p.name.startswith(".")]
+    assert not [p for p in (root / "out").rglob(".*")]
+
+
+def test_thumbnails_params_and_offline_html(report):
+    summary, root = report
+    out = root / "out"
+    index = (out / "index.html").read_text()
+    assert 'href="00_good.nc"' in index and 'href="00_good.ipynb"' in index
+    html = (out / "00_good.html").read_text()
+    assert "cdnjs" not in html and "<script src=\"http" not in html and "unpkg" not in html
+
+
+def test_timeout_is_reported_with_cell_and_partial_output(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _write_nb(nbs / "00_slow.ipynb", "print('started')", "import time\ntime.sleep(300)")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 1\nreports:\n  timeout: 8\n")
+    summary = run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False, retries=0)
+    (run,) = summary.runs
+    assert not run.ok
+    assert run.detail.startswith("00_slow: timed out in cell #4")
+    assert "partial output" in run.detail and (tmp_path / "out" / "00_slow.partial.html").exists()
+    assert "timed out" in (tmp_path / "out" / "index.html").read_text()
 
 
 def test_discover_selects_by_prefix_and_rejects_unknown(tmp_path):
@@ -92,9 +130,9 @@ def test_stale_results_of_an_earlier_run_do_not_pass(tmp_path):
     _write_nb(nbs / "00_x.ipynb", GOOD)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("seed: 1\n")
-    assert run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False).ok
+    assert run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False, retries=0).ok
     assert (tmp_path / "out" / "00_x.nc").exists()
     _write_nb(nbs / "00_x.ipynb", "z = 3")         # the notebook no longer writes results
-    summary = run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False)
+    summary = run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False, retries=0)
     assert not summary.ok and "no results" in summary.runs[0].error
     assert not (tmp_path / "out" / "00_x.nc").exists()

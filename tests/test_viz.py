@@ -66,3 +66,53 @@ def test_show_scenes_draws_one_box_per_object(scenes_root):
     assert fig.axes[0].get_title() == samples[0][1]["id"]
     with pytest.raises(ValueError, match="at least one"):
         show_scenes([])
+
+
+def test_montage_by_hand():
+    a = np.zeros((1, 1, 3))                      # black 1x1
+    b = np.ones((2, 1, 3)) * 0.5                 # grey 2x1 (taller)
+    m = viz.montage([a, b], ncols=2, pad=1, fill=1.0)
+    # tiles 2x1 (the largest), one padding column between them, no border
+    assert m.shape == (2, 3, 3)
+    np.testing.assert_allclose(m[:, :, 0], [[0.0, 1.0, 0.5], [1.0, 1.0, 0.5]])
+    # default ncols = ceil(sqrt(3)) = 2: second row holds one tile and a fill tile
+    g = viz.montage([a, a, a], pad=0, fill=0.25)
+    assert g.shape == (2, 2, 3)
+    np.testing.assert_allclose(g[..., 1], [[0.0, 0.0], [0.0, 0.25]])
+    # an explicit ncols wider than N keeps the width (rows of equal width), uint8 and PIL scale by 1/255
+    from PIL import Image
+
+    u = np.full((1, 1, 3), 255, np.uint8)
+    w = viz.montage([u, Image.fromarray(np.full((1, 1, 3), 51, np.uint8))], ncols=4, pad=0, fill=0.0)
+    np.testing.assert_allclose(w[0, :, 0], [1.0, 0.2, 0.0, 0.0])
+    np.testing.assert_allclose(viz.montage([np.full((2, 2), 0.5)], pad=0), np.full((2, 2, 3), 0.5))
+    with pytest.raises(ValueError, match="at least one"):
+        viz.montage([])
+    with pytest.raises(ValueError, match="ncols"):
+        viz.montage([a], ncols=0)
+
+
+def test_show_heatmap_range_box_and_image():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    h = np.zeros((10, 20))
+    h[0, 0] = 1000.0                             # one outlier pixel
+    h[1:, :] = np.linspace(-2, 2, 9 * 20).reshape(9, 20)
+    im = viz.show_heatmap(ax, h, "t")
+    lo, hi = im.get_clim()
+    v = np.percentile(np.abs(h), 99.5)
+    assert (lo, hi) == pytest.approx((-v, v)) and v < 1000   # symmetric, outlier clipped
+    assert ax.get_title() == "t" and not ax.get_xticks().size
+    np.testing.assert_allclose(im.get_array(), h)
+    with pytest.raises(ValueError, match="2-D"):
+        viz.show_heatmap(ax, np.zeros(5))
+    p = viz.draw_box(ax, (2, 3, 7, 5))           # pixels 2..6 x 3..4
+    assert (p.get_x(), p.get_y(), p.get_width(), p.get_height()) == (1.5, 2.5, 5.0, 2.0)
+    with pytest.raises(ValueError, match="box"):
+        viz.draw_box(ax, (1, 2, 3))
+    fig2, ax2 = plt.subplots()
+    viz.show_image(ax2, np.full((3, 4, 3), 0.5), "img")
+    assert ax2.get_images()[0].get_array().shape == (3, 4, 3) and ax2.get_title() == "img"
+    plt.close(fig)
+    plt.close(fig2)

@@ -1,14 +1,30 @@
 """The bias-zoo: procedurally drawn scenes in PASCAL VOC2007 layout with planted, known biases.
 
-``generate_scenes(root)`` writes ``JPEGImages/``, ``Annotations/`` (VOC XML, 1-based boxes),
-``ImageSets/Main/{train,val,trainval,test,test_swapped,test_untagged}.txt`` with
-``<class>_<split>.txt`` files (``1`` / ``-1``), the sidecar ``bias.csv`` and the marker
-``lrpkit_scenes.json`` (classes, counts, seed, bias rates).  ``VOCDataset`` reads it back.
+``generate_scenes(root, preset=...)`` writes ``JPEGImages/``, ``Annotations/`` (VOC XML, 1-based
+boxes, ``truncated`` / ``difficult`` flags), ``ImageSets/Main/{train,val,trainval,test,test_swapped,
+test_untagged}.txt`` with ``<class>_<split>.txt`` files (``1`` / ``-1``; ``0``: difficult only),
+the sidecar ``bias.csv`` and the marker ``lrpkit_scenes.json`` (classes, counts, seed, bias
+rates, and the realism ``preset``, also in ``params``, with its settings under ``realism``).  ``VOCDataset`` reads it back.
 
-Images are 160x120 (landscape, 70 %) or 120x160 (portrait, 30 %) with one object, or two objects
-of different classes (20 %), of the classes ``SCENE_CLASSES`` (VOC names): aeroplane, boat,
-bus, car, horse, sheep.  Objects are silhouettes built from coloured parts (``shapes.py``) with
-random pose, scale, position, mirroring and a little rotation.
+Images are 160x120 (landscape, 70 %) or 120x160 (portrait, 30 %) of the classes
+``SCENE_CLASSES`` (VOC names): aeroplane, boat, bus, car, horse, sheep.  Objects are silhouettes
+built from coloured parts (``shapes.py``) with random pose, scale, position, mirroring and a
+little rotation.  How much of VOC's nuisance a set carries is its *realism preset*
+(``preset=``, :mod:`lrpkit.data.realism`):
+
+``easy``
+    one object, or two objects of different classes (20 %), large and fully visible, one
+    background texture per context, no lighting change (the scenes of format version 2, pixel
+    for pixel; kept for fast tests and ``configs/smoke.yaml``);
+``realistic``
+    VOC-like scale spread (boxes from 1.5 % to 80 % of the image), 1-3 objects of equal or
+    different classes, truncation at the border, occlusion by foreground clutter (fences,
+    bushes, posts, signs), VOC's ``truncated`` and ``difficult`` flags, distractors sharing the
+    classes' parts (carts, sheds, fences, trees, rocks, benches), per-image lighting, defocus and
+    sensor noise, background variants with varied horizons.
+
+The planted biases and the counterfactual twins below are the same in both presets (the context
+and tag are drawn from the first object / any horse, whatever else the scene holds).
 
 Planted biases
 --------------
@@ -56,13 +72,25 @@ Sidecar ``bias.csv`` (one row per object; image-level columns repeat)
                   same box 1-based: xmin + 1, ymin + 1, xmax, ymax)
 ``object_context_match``    True when the background is this object's own context
 ``texture_energy``          mean high-pass energy ``|g - box3(g)|`` of the grey image over the
-                            object's core (its mask eroded by 2 px), before JPEG; empty when
-                            the core has under 30 pixels (measures the texture bias)
+                            object's core (its mask eroded by 2 px; realistic: its visible
+                            part), before JPEG; empty when the core has under 30 pixels
+                            (measures the texture bias)
+``preset``                  the realism preset (easy / realistic)
+``truncated``, ``difficult``  VOC flags as written to the XML (0 / 1)
+``truncation``              share of the object's alpha mass outside the image
+``occlusion``               share of its in-image mass hidden by clutter or later objects
+``area``                    visible alpha mass over the image's pixel count
+``box_area``                box area over the image area
+``n_distractors``, ``n_occluders``  distractors behind / clutter pieces in front (image level)
+``background_variant``, ``horizon``  background variant name and horizon row / height
+                            (empty for easy)
+``gain``, ``contrast``, ``blur``, ``noise``  lighting, defocus sigma (px) and noise sigma (grey
+                            levels) of the image (empty for easy)
 
 ``read_bias(root)`` loads it as a pandas DataFrame with proper dtypes.
 
 Determinism: each image draws from ``numpy.random.default_rng([seed, split_code, index, stream])``
-(stream 0: layout, 1: background, 2: objects), so the output does not depend on the order or
+(stream 0: layout, 1: background, 2: objects, 3: distractors and clutter, 4: lighting and noise), so the output does not depend on the order or
 the number of worker processes; JPEGs are written with fixed settings and the XML has no
 timestamps, so the same seed gives the same bytes.
 """
@@ -80,6 +108,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .realism import PRESETS, _choice, get_preset
 from .shapes import ACCENT, BODY, DARK, GLASS, LIGHT, SHAPES
 from ..results import atomic_dir
 from .voc import SCENE_MARKER, VOCObject, annotation_xml, resolve_voc_root, write_image_sets
@@ -107,7 +136,7 @@ BUS_YELLOW = (242, 196, 22)
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2, "test_swapped": 3, "test_untagged": 4}
 _PREFIX = {"train": "train", "val": "val", "test": "test", "test_swapped": "swapped",
            "test_untagged": "untagged"}
-_STREAM_LAYOUT, _STREAM_BACKGROUND, _STREAM_OBJECTS = 0, 1, 2
+_STREAM_LAYOUT, _STREAM_BACKGROUND, _STREAM_OBJECTS, _STREAM_CLUTTER, _STREAM_LIGHT = 0, 1, 2, 3, 4
 _MAX_TILT = {"aeroplane": 14.0, "boat": 6.0, "bus": 2.5, "car": 3.5, "horse": 5.0, "sheep": 5.0}
 
 
@@ -126,6 +155,7 @@ class SceneLayout:
     classes: tuple[str, ...]
     background: str
     tag: bool
+    preset: str = "easy"
 
     @property
     def orientation(self) -> str:
@@ -145,6 +175,11 @@ class SceneObject:
     colour: str
     hue: float
     pose: str
+    truncated: bool = False        # VOC flag: part of the object lies outside the image
+    difficult: bool = False        # VOC flag: too small or too hidden to name (left out of AP)
+    truncation: float = 0.0        # share of the object's alpha mass outside the image
+    occlusion: float = 0.0         # share of its in-image mass hidden by things in front
+    area: float = 0.0              # visible alpha mass / image pixels
 
 
 @dataclass
@@ -156,6 +191,15 @@ class Scene:
     objects: list[SceneObject]
     tag_box: tuple[int, int, int, int] | None
     masks: list[np.ndarray] = field(default_factory=list)  # (H, W) float32 alpha per object
+    #: per object: the alpha left visible by everything drawn in front of it (occluders, later objects)
+    visible: list[np.ndarray] = field(default_factory=list)
+    #: distractors and foreground clutter: ``(kind, role, visible alpha)``, role "distractor"/"occluder"
+    clutter: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
+    #: alpha of the whole foreground (objects, distractors, clutter) after defocus; the swapped
+    #: twin is identical wherever it is 1
+    foreground: np.ndarray | None = None
+    #: per-image rendering facts (background variant, horizon, lighting parameters)
+    info: dict = field(default_factory=dict)
 
 
 def scene_id(split: str, index: int) -> str:
@@ -169,10 +213,14 @@ def _rng(seed: int, split: str, index: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), _SPLIT_CODE[split], int(index), stream])
 
 
-def sample_layout(seed: int, split: str, index: int) -> SceneLayout:
-    """The layout of image ``index`` of ``split`` (any of train/val/test and the counterfactuals)."""
+def sample_layout(seed: int, split: str, index: int, preset: str = "easy") -> SceneLayout:
+    """The layout of image ``index`` of ``split`` (any of train/val/test and the counterfactuals)
+    under the realism ``preset`` (:data:`lrpkit.data.realism.PRESETS`)."""
+    P = get_preset(preset)
+    if split not in _SPLIT_CODE:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS + COUNTERFACTUAL_SPLITS}")
     if split in COUNTERFACTUAL_SPLITS:
-        base = sample_layout(seed, "test", index)
+        base = sample_layout(seed, "test", index, P.name)
         if split == "test_swapped":
             bg = BACKGROUNDS[int(_rng(seed, split, index, _STREAM_LAYOUT).integers(len(BACKGROUNDS)))]
             return replace(base, image_id=scene_id(split, index), split=split, background=bg)
@@ -181,9 +229,17 @@ def sample_layout(seed: int, split: str, index: int) -> SceneLayout:
     size = LANDSCAPE if rng.random() < BIAS_RATES["p_landscape"] else PORTRAIT
     first = SCENE_CLASSES[int(rng.integers(len(SCENE_CLASSES)))]
     classes: tuple[str, ...] = (first,)
-    if rng.random() < BIAS_RATES["p_two_objects"]:
-        others = [c for c in SCENE_CLASSES if c != first]
-        classes = (first, others[int(rng.integers(len(others)))])
+    if P.name == "easy":
+        if rng.random() < BIAS_RATES["p_two_objects"]:
+            others = [c for c in SCENE_CLASSES if c != first]
+            classes = (first, others[int(rng.integers(len(others)))])
+    else:
+        n = 1 + _choice(rng, P.p_objects)
+        for _ in range(n - 1):
+            if rng.random() < P.p_repeat_class:
+                classes += (classes[int(rng.integers(len(classes)))],)
+            else:
+                classes += (SCENE_CLASSES[int(rng.integers(len(SCENE_CLASSES)))],)
     if rng.random() < BIAS_RATES["p_context"]:
         background = CONTEXT[first]
     else:
@@ -192,7 +248,8 @@ def sample_layout(seed: int, split: str, index: int) -> SceneLayout:
     tag = bool(rng.random() < p_tag)
     image_id = scene_id(split, index)
     return SceneLayout(image_id=image_id, split=split, index=int(index), source_id=image_id,
-                       width=size[0], height=size[1], classes=classes, background=background, tag=tag)
+                       width=size[0], height=size[1], classes=classes, background=background, tag=tag,
+                       preset=P.name)
 
 
 # ----------------------------------------------------------------------------- backgrounds
@@ -491,8 +548,10 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def _render_family(seed: int, split: str, index: int, with_twins: bool) -> list[Scene]:
+def _render_family(seed: int, split: str, index: int, with_twins: bool, preset: str = "easy") -> list[Scene]:
     """Render ``(split, index)``; for a test image with ``with_twins`` also its counterfactuals."""
+    if get_preset(preset).name != "easy":
+        return _render_family_realistic(seed, split, index, with_twins, get_preset(preset).name)
     layout = sample_layout(seed, split, index)
     obj_rng = _rng(seed, split, index, _STREAM_OBJECTS)
     layers = _render_objects(layout, obj_rng)
@@ -513,33 +572,128 @@ def _render_family(seed: int, split: str, index: int, with_twins: bool) -> list[
         h, w = L.alpha.shape
         m[L.y0:L.y0 + h, L.x0:L.x0 + w] = L.alpha
         masks.append(m)
+    visible = []
+    for k, m in enumerate(masks):
+        v = m.copy()
+        for m2 in masks[k + 1:]:
+            v *= 1 - m2
+        visible.append(v)
+    objects = []
+    for L, m, v in zip(layers, masks, visible):
+        inside = float(m.sum())
+        objects.append(replace(L.obj, occlusion=round(1 - float(v.sum()) / inside, 4) if inside > 0 else 0.0,
+                               area=round(float(v.sum()) / m.size, 5)))
+    fg = np.clip(1 - np.prod([1 - m for m in masks], axis=0), 0, 1) if masks else None
     scenes = []
     for lay, img in zip(layouts, images):
         out = _to_uint8(img)
         box = _draw_tag(out) if lay.tag else None
-        scenes.append(Scene(lay, out, [L.obj for L in layers], box, masks))
+        scenes.append(Scene(lay, out, objects, box, masks, visible, [], fg,
+                            {"background_variant": "", "horizon": float("nan")}))
     return scenes
 
 
-def render_scene(seed: int, split: str, index: int) -> Scene:
+def _render_family_realistic(seed: int, split: str, index: int, with_twins: bool, preset: str) -> list[Scene]:
+    """The realistic renderer (see :mod:`lrpkit.data.realism`): distractors, objects and foreground
+    clutter form one premultiplied foreground, defocused as a whole and composited over the
+    (equally defocused) background; lighting is pointwise, the noise field shared by the twins."""
+    from . import realism as R
+
+    P = get_preset(preset)
+    layout = sample_layout(seed, split, index, preset)
+    W, H = layout.width, layout.height
+    objs = R.render_objects(layout.classes, P, _rng(seed, split, index, _STREAM_OBJECTS), W, H)
+    crng = _rng(seed, split, index, _STREAM_CLUTTER)
+    distract = R.render_distractors(crng, P, W, H)
+    occl = R.render_occluders(crng, P, objs, W, H)
+    lrng = _rng(seed, split, index, _STREAM_LIGHT)
+    light = R.sample_lighting(lrng)
+    noise = R.noise_field(lrng, light["noise"], H, W)
+    stack = distract + objs + occl
+    crops = [pc.in_image(W, H) for pc in stack]
+    C = np.zeros((H, W, 3), np.float32)
+    A = np.zeros((H, W), np.float32)
+    for Ci, Ai in crops:
+        C = C * (1 - Ai)[..., None] + Ci
+        A = A * (1 - Ai) + Ai
+    trans = np.ones((H, W), np.float32)
+    vis: list[np.ndarray] = [np.empty(0)] * len(stack)
+    for i in range(len(stack) - 1, -1, -1):
+        vis[i] = crops[i][1] * trans
+        trans = trans * (1 - crops[i][1])
+    n_d = len(distract)
+    objects, masks, visible = [], [], []
+    for k, pc in enumerate(objs):
+        m, v = crops[n_d + k][1], vis[n_d + k]
+        inside, seen = float(m.sum()), float(v.sum())
+        truncation = 1 - inside / pc.mass if pc.mass > 0 else 0.0
+        occlusion = 1 - seen / inside if inside > 0 else 1.0
+        area = seen / (W * H)
+        difficult = area < P.difficult_area or (seen / pc.mass if pc.mass > 0 else 0) < P.difficult_visible
+        for ref in (v, m):
+            ys, xs = np.nonzero(ref > 0.35)
+            if len(xs):
+                break
+        else:
+            ys, xs = np.nonzero(m > 0)
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        objects.append(SceneObject(pc.kind, box, pc.info["colour"], pc.info["hue"], pc.info["pose"],
+                                   truncated=bool(truncation > P.truncated_share), difficult=bool(difficult),
+                                   truncation=round(float(truncation), 4), occlusion=round(float(occlusion), 4),
+                                   area=round(float(area), 5)))
+        masks.append(m)
+        visible.append(v)
+    clutter = [(pc.kind, pc.role, vis[i]) for i, pc in enumerate(stack) if pc.role != "object"]
+    Cb, Ab = R.blur(C, light["blur"]), np.clip(R.blur(A, light["blur"]), 0, 1)
+    Ab[Ab > 1 - 1e-4] = 1.0
+    bg, variant, horizon = R.render_background(layout.background, _rng(seed, split, index, _STREAM_BACKGROUND), W, H)
+    layouts, backgrounds = [layout], [(bg, variant, horizon)]
+    if with_twins:
+        sw = sample_layout(seed, "test_swapped", index, preset)
+        layouts += [sw, sample_layout(seed, "test_untagged", index, preset)]
+        backgrounds += [R.render_background(sw.background, _rng(seed, "test_swapped", index, _STREAM_BACKGROUND),
+                                            W, H), backgrounds[0]]
+    info0 = {k: (float(v) if np.isscalar(v) else v) for k, v in light.items() if k != "cast"}
+    scenes, plain = [], None
+    for lay, (b, var, hz) in zip(layouts, backgrounds):
+        if plain is not None and b is bg:
+            img = plain
+        else:
+            img = R.blur(b, light["blur"]) * (1 - Ab)[..., None] + Cb
+            img = _to_uint8(R.apply_lighting(img, light, noise))
+            if plain is None:
+                plain = img
+        out = img.copy()
+        box = _draw_tag(out) if lay.tag else None
+        scenes.append(Scene(lay, out, objects, box, masks, visible, clutter, Ab,
+                            {**info0, "background_variant": var, "horizon": float(hz)}))
+    return scenes
+
+
+def render_scene(seed: int, split: str, index: int, preset: str = "easy") -> Scene:
     """Render one image of any split (``train``, ``val``, ``test``, ``test_swapped``,
-    ``test_untagged``) in memory, exactly as ``generate_scenes`` writes it (before JPEG)."""
+    ``test_untagged``) under the realism ``preset`` in memory, exactly as ``generate_scenes``
+    writes it (before JPEG)."""
+    get_preset(preset)
     if split in COUNTERFACTUAL_SPLITS:
-        fam = _render_family(seed, "test", index, with_twins=True)
+        fam = _render_family(seed, "test", index, with_twins=True, preset=preset)
         return fam[1] if split == "test_swapped" else fam[2]
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS + COUNTERFACTUAL_SPLITS}")
-    return _render_family(seed, split, index, with_twins=False)[0]
+    return _render_family(seed, split, index, with_twins=False, preset=preset)[0]
 
 
-#: version of the generated set's layout and sidecar (2: ``texture_energy`` column); a set of an
-#: older version is regenerated by ``lrpkit data``
-FORMAT_VERSION = 2
+#: version of the generated set's layout and sidecar (2: ``texture_energy`` column; 3: realism
+#: presets, the ``preset`` ... ``noise`` columns); a set of an older version is regenerated
+FORMAT_VERSION = 3
 
 _BIAS_COLUMNS = ["image_id", "split", "source_id", "index", "orientation", "width", "height",
                  "background", "context_class", "context_match", "tag", "tag_xmin", "tag_ymin",
                  "tag_xmax", "tag_ymax", "n_objects", "object_index", "class", "colour", "hue",
-                 "pose", "xmin", "ymin", "xmax", "ymax", "object_context_match", "texture_energy"]
+                 "pose", "xmin", "ymin", "xmax", "ymax", "object_context_match", "texture_energy",
+                 "preset", "truncated", "difficult", "truncation", "occlusion", "area", "box_area",
+                 "n_distractors", "n_occluders", "background_variant", "horizon", "gain", "contrast",
+                 "blur", "noise"]
 
 
 def _texture_energy(scene: Scene) -> list[str]:
@@ -550,7 +704,8 @@ def _texture_energy(scene: Scene) -> list[str]:
     g = scene.image.astype(np.float32).mean(2)
     hp = np.abs(g - ndimage.uniform_filter(g, 3))
     out = []
-    for m in scene.masks:
+    # easy: the object's own mask (as in format 2); realistic: what is left visible of it
+    for m in (scene.masks if scene.layout.preset == "easy" else scene.visible):
         core = ndimage.binary_erosion(m > 0.99, iterations=2)
         out.append(f"{float(hp[core].mean()):.2f}" if core.sum() >= 30 else "")
     return out
@@ -560,11 +715,21 @@ def _bias_rows(scene: Scene) -> list[list[Any]]:
     lay = scene.layout
     tb = scene.tag_box or ("", "", "", "")
     rows = []
+    n_d = sum(role == "distractor" for _, role, _ in scene.clutter)
+    n_o = sum(role == "occluder" for _, role, _ in scene.clutter)
+    inf = scene.info
+    hz = inf.get("horizon", float("nan"))
+    extra_img = [n_d, n_o, inf.get("background_variant", ""), "" if hz != hz else f"{hz:.3f}"] + \
+        [f"{inf[k]:.3f}" if k in inf else "" for k in ("gain", "contrast", "blur", "noise")]
+    npx = lay.width * lay.height
     for k, (o, tex) in enumerate(zip(scene.objects, _texture_energy(scene))):
+        box_area = (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]) / npx
         rows.append([lay.image_id, lay.split, lay.source_id, lay.index, lay.orientation, lay.width,
                      lay.height, lay.background, lay.classes[0], lay.context_match, int(lay.tag), *tb,
                      len(scene.objects), k, o.name, o.colour, f"{o.hue:.1f}", o.pose, *o.box,
-                     lay.background == CONTEXT[o.name], tex])
+                     lay.background == CONTEXT[o.name], tex, lay.preset, int(o.truncated),
+                     int(o.difficult), f"{o.truncation:.4f}", f"{o.occlusion:.4f}", f"{o.area:.5f}",
+                     f"{box_area:.5f}", *extra_img])
     return rows
 
 
@@ -574,13 +739,14 @@ def _encode_jpeg(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _job(args: tuple[str, int, str, int, bool]) -> list[tuple[str, str, list[VOCObject], list[list[Any]]]]:
+def _job(args: tuple[str, int, str, int, bool, str]) -> list[tuple[str, str, list[VOCObject], list[list[Any]]]]:
     """Worker: render one image (and its twins), write JPEG + XML, return index/sidecar records."""
-    folder, seed, split, index, twins = args
+    folder, seed, split, index, twins, preset = args
     out = []
-    for sc in _render_family(seed, split, index, with_twins=twins):
+    for sc in _render_family(seed, split, index, with_twins=twins, preset=preset):
         lay = sc.layout
-        objs = [VOCObject(o.name, tuple(float(v) for v in o.box), pose=o.pose) for o in sc.objects]
+        objs = [VOCObject(o.name, tuple(float(v) for v in o.box), pose=o.pose, difficult=o.difficult,
+                          truncated=o.truncated) for o in sc.objects]
         (Path(folder) / "JPEGImages" / f"{lay.image_id}.jpg").write_bytes(_encode_jpeg(sc.image))
         (Path(folder) / "Annotations" / f"{lay.image_id}.xml").write_text(
             annotation_xml(lay.image_id, (lay.width, lay.height), objs, database="lrpkit bias-zoo"))
@@ -621,14 +787,17 @@ def _map(jobs: list, n_jobs: int, progress: bool, total: int) -> Iterator[list]:
 
 def generate_scenes(root: str | os.PathLike, n_train: int = 2000, n_val: int = 500, n_test: int = 1000,
                     seed: int = 0, progress: bool = True, overwrite: bool = False,
-                    n_jobs: int | None = None) -> Path:
+                    n_jobs: int | None = None, preset: str = "easy") -> Path:
     """Write the bias-zoo scene set (VOC2007 layout, see the module docstring) to ``root``.
 
     The set is generated in a temporary folder beside ``root`` and renamed into place at the
     end.  An existing non-empty ``root`` raises ``FileExistsError`` unless ``overwrite=True``.
     ``n_jobs`` worker processes (default: the CPU count, at most 8; small sets run in-process)
-    do not change the output.  Returns ``root``.
+    do not change the output.  ``preset``: the realism preset (``"easy"``: the original scenes,
+    ``"realistic"``: VOC-like scale, clutter, occlusion, distractors and lighting; see
+    :mod:`lrpkit.data.realism`), recorded in the marker as ``"preset"``.  Returns ``root``.
     """
+    preset = get_preset(preset).name
     for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
@@ -642,7 +811,7 @@ def generate_scenes(root: str | os.PathLike, n_train: int = 2000, n_val: int = 5
     with atomic_dir(root) as tmp:
         for sub in ("JPEGImages", "Annotations"):
             (tmp / sub).mkdir()
-        jobs = [(str(tmp), int(seed), s, i, s == "test") for s in SPLITS for i in range(counts[s])]
+        jobs = [(str(tmp), int(seed), s, i, s == "test", preset) for s in SPLITS for i in range(counts[s])]
         split_ids: dict[str, list[str]] = {s: [] for s in SPLITS + COUNTERFACTUAL_SPLITS}
         objects: dict[str, list[VOCObject]] = {}
         rows: list[list[Any]] = []
@@ -658,7 +827,7 @@ def generate_scenes(root: str | os.PathLike, n_train: int = 2000, n_val: int = 5
         order = {s: k for k, s in enumerate(SPLITS + COUNTERFACTUAL_SPLITS)}
         rows.sort(key=lambda r: (order[r[1]], r[3], r[16]))
         _write_csv(tmp / "bias.csv", rows)
-        (tmp / SCENE_MARKER).write_text(json.dumps(_marker(seed, counts), indent=2, sort_keys=True) + "\n")
+        (tmp / SCENE_MARKER).write_text(json.dumps(_marker(seed, counts, preset), indent=2, sort_keys=True) + "\n")
     return root
 
 
@@ -669,11 +838,12 @@ def _write_csv(path: Path, rows: Iterable[list[Any]]) -> None:
         w.writerows(rows)
 
 
-def _marker(seed: int, counts: dict[str, int]) -> dict[str, Any]:
+def _marker(seed: int, counts: dict[str, int], preset: str = "easy") -> dict[str, Any]:
     return {"format": "lrpkit-scenes", "version": FORMAT_VERSION, "classes": list(SCENE_CLASSES),
             "backgrounds": list(BACKGROUNDS), "context": CONTEXT, "bias_rates": BIAS_RATES,
             "bus_colour": "#%02x%02x%02x" % BUS_YELLOW, "seed": int(seed), "counts": counts,
-            "params": {"seed": int(seed), **{f"n_{k}": v for k, v in counts.items()}},
+            "preset": preset, "realism": PRESETS[preset].as_dict(),
+            "params": {"seed": int(seed), **{f"n_{k}": v for k, v in counts.items()}, "preset": preset},
             "splits": ["train", "val", "trainval", "test", *COUNTERFACTUAL_SPLITS],
             "jpeg": {"quality": JPEG_QUALITY, "subsampling": "4:4:4"},
             "python_boxes": "0-based half-open (x0, y0, x1, y1); XML is VOC 1-based inclusive"}
@@ -689,6 +859,12 @@ def read_bias(root: str | os.PathLike) -> "pd.DataFrame":
     df = pd.read_csv(path, dtype={"image_id": str, "split": str, "source_id": str, "colour": str})
     df["context_match"] = df["context_match"].astype(bool)
     df["object_context_match"] = df["object_context_match"].astype(bool)
+    if "preset" in df:
+        df["preset"] = df["preset"].astype(str)
+        bv = df["background_variant"].astype(object)
+        df["background_variant"] = bv.where(bv.notna(), "").astype(str)
+        for c in ("truncated", "difficult"):
+            df[c] = df[c].astype(bool)
     for c in ("tag_xmin", "tag_ymin", "tag_xmax", "tag_ymax"):
         df[c] = df[c].astype("Int64")
     return df

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["BODY", "DARK", "GLASS", "ACCENT", "LIGHT", "PARTS", "SHAPES", "Part"]
+__all__ = ["BODY", "DARK", "GLASS", "ACCENT", "LIGHT", "PARTS", "SHAPES", "DISTRACTORS", "OCCLUDERS", "Part"]
 
 BODY, DARK, GLASS, ACCENT, LIGHT = 1, 2, 3, 4, 5
 PARTS = (BODY, DARK, GLASS, ACCENT, LIGHT)
@@ -238,4 +238,121 @@ def shape_sheep(rng: np.random.Generator) -> list[Part]:
 SHAPES: dict[str, Callable[[np.random.Generator], list[Part]]] = {
     "aeroplane": shape_aeroplane, "boat": shape_boat, "bus": shape_bus,
     "car": shape_car, "horse": shape_horse, "sheep": shape_sheep,
+}
+
+
+# ----------------------------------------------------------------------------- distractors and clutter
+# Not of any class, but sharing the classes' parts (realistic preset, see lrpkit.data.realism):
+# carts and benches share wheels / legs, sheds share windows, fences share leg-like posts, trees
+# and bushes share the sheep's bumpy outline (smoothly shaded: the wool texture stays the sheep's).
+
+def shape_cart(rng: np.random.Generator) -> list[Part]:
+    """Hand cart / trailer: a box on one or two vehicle wheels, with a shaft."""
+    top, bot = rng.uniform(0.2, 0.35), 0.62
+    parts: list[Part] = [(DARK, _limb((0.95, bot - 0.12), (1.3, bot - 0.02), 0.035, 0.03)),       # shaft
+                         (BODY, _poly((0.0, top), (1.0, top), (0.97, bot), (0.03, bot)))]
+    for y in np.linspace(top + 0.08, bot - 0.08, int(rng.integers(1, 4))):                       # planks
+        parts.append((ACCENT, _rect(0.02, y - 0.012, 0.98, y + 0.012)))
+    r = rng.uniform(0.1, 0.16)
+    if rng.random() < 0.5:
+        parts += _wheel(0.5, bot + 0.02, r)
+    else:
+        parts += _wheel(0.22, bot + 0.02, r) + _wheel(0.78, bot + 0.02, r)
+    return parts
+
+
+def shape_shed(rng: np.random.Generator) -> list[Part]:
+    """Shed / house front: box with a pitched roof, a door and a row of windows."""
+    w = rng.uniform(0.8, 1.4)
+    roof = rng.uniform(0.15, 0.35)
+    parts: list[Part] = [(BODY, _rect(0.0, roof, w, 0.9)),
+                         (DARK, _poly((-0.06, roof + 0.02), (w / 2, 0.0), (w + 0.06, roof + 0.02)))]
+    n = int(rng.integers(1, 5))
+    for x in np.linspace(0.08, w - 0.08 - 0.16, n):
+        parts.append((GLASS, _rect(x, roof + 0.12, x + 0.14, roof + 0.3)))
+    dx = rng.uniform(0.05, w - 0.2)
+    parts.append((ACCENT, _rect(dx, 0.9 - 0.35, dx + 0.15, 0.9)))
+    return parts
+
+
+def shape_fence(rng: np.random.Generator) -> list[Part]:
+    """A stretch of fence: two or three rails and leg-like posts (wide: about 4 x 1)."""
+    length = rng.uniform(2.5, 5.0)
+    n_posts = max(2, int(length / rng.uniform(0.35, 0.7)))
+    parts: list[Part] = []
+    for x in np.linspace(0.0, length, n_posts):
+        parts.append((BODY, _rect(x - 0.04, 0.0, x + 0.04, 1.0)))
+    for y in np.linspace(0.15, 0.7, int(rng.integers(2, 4))):
+        parts.append((BODY, _rect(-0.05, y - 0.035, length + 0.05, y + 0.035)))
+    return parts
+
+
+def _blob(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float, n: int) -> list[np.ndarray]:
+    out = [_ell(cx, cy, rx, ry, 20)]
+    for a in np.linspace(0, 2 * np.pi, n, endpoint=False) + rng.uniform(0, 1):
+        r = rng.uniform(0.25, 0.45) * min(rx, ry) * 1.4
+        out.append(_ell(cx + rx * np.cos(a), cy + ry * np.sin(a), r, r, 12))
+    return out
+
+
+def shape_tree(rng: np.random.Generator) -> list[Part]:
+    """Tree: a trunk and a bumpy canopy."""
+    h = rng.uniform(1.2, 1.8)
+    parts: list[Part] = [(DARK, _limb((0.5, h), (0.5, h * 0.45), 0.12, 0.08))]
+    parts += [(BODY, p) for p in _blob(rng, 0.5, h * 0.35, rng.uniform(0.35, 0.5), h * 0.3, int(rng.integers(7, 12)))]
+    return parts
+
+
+def shape_bush(rng: np.random.Generator) -> list[Part]:
+    """Bush: a low cluster of round leaf masses."""
+    return [(BODY, p) for p in _blob(rng, 0.5, 0.3, rng.uniform(0.45, 0.6), 0.22, int(rng.integers(6, 11)))]
+
+
+def shape_rock(rng: np.random.Generator) -> list[Part]:
+    """Rock / boulder: an irregular rounded polygon with a darker crack."""
+    n = int(rng.integers(7, 12))
+    t = np.sort(rng.uniform(0, 2 * np.pi, n))
+    r = rng.uniform(0.6, 1.0, n)
+    pts = np.stack([0.5 + 0.5 * r * np.cos(t), 0.35 + 0.3 * r * np.sin(t) * np.where(np.sin(t) > 0, 0.6, 1.0)], 1)
+    return [(BODY, pts), (DARK, _limb((0.35, 0.2), (0.5, 0.45), 0.03, 0.015))]
+
+
+def shape_bench(rng: np.random.Generator) -> list[Part]:
+    """Bench / trough: a plank on four leg-like posts."""
+    parts: list[Part] = []
+    leg = rng.uniform(0.3, 0.5)
+    for x in (0.08, 0.2, 0.8, 0.92):
+        parts.append((DARK, _limb((x, 0.25), (x + rng.normal(0, 0.02), 0.25 + leg), 0.05, 0.04)))
+    parts.append((BODY, _rect(0.0, 0.1, 1.0, 0.28)))
+    return parts
+
+
+def shape_post(rng: np.random.Generator) -> list[Part]:
+    """Post / lamp post: a tall thin pole, sometimes with a lamp arm."""
+    parts: list[Part] = [(BODY, _rect(0.0, 0.0, 0.05, 1.0))]
+    if rng.random() < 0.4:
+        parts += [(BODY, _rect(0.0, 0.0, 0.2, 0.02)), (LIGHT, _rect(0.15, 0.02, 0.22, 0.05))]
+    return parts
+
+
+def shape_sign(rng: np.random.Generator) -> list[Part]:
+    """Road sign / notice board on a post."""
+    w = rng.uniform(0.35, 0.7)
+    parts: list[Part] = [(DARK, _rect(w / 2 - 0.03, 0.2, w / 2 + 0.03, 1.0))]
+    if rng.random() < 0.5:
+        parts += [(BODY, _rect(0.0, 0.0, w, w * rng.uniform(0.5, 0.8))),
+                  (LIGHT, _rect(0.05, 0.05, w - 0.05, w * 0.4))]
+    else:
+        parts += [(BODY, _ell(w / 2, w / 2, w / 2, w / 2, 20)), (LIGHT, _ell(w / 2, w / 2, w / 3, w / 3, 16))]
+    return parts
+
+
+#: distractors drawn behind the objects (not of any class)
+DISTRACTORS: dict[str, Callable[[np.random.Generator], list[Part]]] = {
+    "cart": shape_cart, "shed": shape_shed, "fence": shape_fence, "tree": shape_tree,
+    "rock": shape_rock, "bench": shape_bench,
+}
+#: foreground clutter drawn in front of the objects (occluders)
+OCCLUDERS: dict[str, Callable[[np.random.Generator], list[Part]]] = {
+    "fence": shape_fence, "bush": shape_bush, "post": shape_post, "sign": shape_sign,
 }

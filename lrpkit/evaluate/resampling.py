@@ -34,7 +34,6 @@ Entry points: :func:`resampling_experiment` (images -> xarray Dataset),
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -48,26 +47,22 @@ __all__ = ["DEFAULT_RULES", "parse_rule", "sample_gmm", "relevance_order", "resa
 #: The orders of paper 000 Fig. 7: four FV-LRP decompositions and a random order.
 DEFAULT_RULES: tuple[str, ...] = ("epsilon_1", "epsilon_100", "absolute", "plain", "random")
 
-_EPS_RE = re.compile(r"^epsilon_([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)$")
-
-
 # ---------------------------------------------------------------------------------------------
 # Parameters and building blocks
 # ---------------------------------------------------------------------------------------------
 def parse_rule(name: str) -> tuple[str, float] | None:
-    """``"epsilon_100"`` -> ``("epsilon", 100.0)``; ``"absolute"``/``"plain"`` -> ``(rule, 0.0)``;
-    ``"random"`` -> ``None``.  Anything else raises ``ValueError``."""
-    if not isinstance(name, str):
-        raise TypeError(f"rule must be a string such as 'epsilon_100', got {type(name).__name__}")
+    """An order's name: an FV-LRP rule name (:func:`lrpkit.fisher.lrp.parse_rule`:
+    ``"epsilon_100"`` -> ``("epsilon", 100.0)``, ``"absolute"`` / ``"plain"`` -> ``(rule, 0.0)``)
+    or ``"random"`` -> ``None``.  Anything else raises ``ValueError``."""
+    from lrpkit.fisher.lrp import parse_rule as parse_fv_rule
+
     if name == "random":
         return None
-    if name in ("absolute", "plain"):
-        return name, 0.0
-    m = _EPS_RE.match(name)
-    if m:
-        return "epsilon", float(m.group(1))
-    raise ValueError(f"unknown rule {name!r}; use 'epsilon_<eps>' (e.g. 'epsilon_100'), "
-                     f"'absolute', 'plain' or 'random'")
+    try:
+        rule, eps = parse_fv_rule(name, require_epsilon=True)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (or 'random')") from None
+    return rule, (eps if rule == "epsilon" else 0.0)
 
 
 def _check_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -262,10 +257,10 @@ def _check_model(model: Any) -> None:
     if not isinstance(model, FisherVectorClassifier):
         raise TypeError(f"model must be a lrpkit.fisher.FisherVectorClassifier, got "
                         f"{type(model).__name__}")
-    if not hasattr(model, "coef_") or not hasattr(model, "encoder_") \
-            or not hasattr(model.encoder_, "gmm_"):
-        raise ValueError("model is not fitted: fit it (or load one with lrpkit.fisher.load_fisher) "
-                         "before resampling")
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model, ["coef_", "encoder_"])   # NotFittedError (a ValueError): "... not fitted"
+    check_is_fitted(model.encoder_, "gmm_")
 
 
 def _rules(rules: Sequence[str]) -> list[str]:
@@ -368,22 +363,10 @@ def feature_traces(model: Any, feats: np.ndarray, target: int, *,
 # Many images -> Dataset
 # ---------------------------------------------------------------------------------------------
 def _targets(model: Any, images: list, target: Any) -> np.ndarray:
-    n = len(images)
-    if isinstance(target, str):
-        if target != "pred":
-            raise ValueError(f"target must be a class index, a sequence of them or 'pred', got {target!r}")
-        return np.asarray(model.decision_function(images)).argmax(1)
-    if isinstance(target, (bool, np.bool_)):
-        raise TypeError("target must be a class index, not a bool")
-    t = np.asarray(target.cpu() if hasattr(target, "cpu") else target)
-    if t.ndim == 0:
-        t = np.full(n, int(t))
-    if t.ndim != 1 or t.shape[0] != n or not np.issubdtype(t.dtype, np.integer):
-        raise ValueError(f"target must hold one integer class per image ({n}), got {t.dtype} {t.shape}")
-    n_cls = model.coef_.shape[0]
-    if (t < 0).any() or (t >= n_cls).any():
-        raise ValueError(f"target {t.tolist()} out of range for a model with {n_cls} classes")
-    return t.astype(np.int64)
+    """One class per image (``"pred"``: the top class) via :func:`lrpkit.explain.resolve_target`."""
+    from lrpkit.explain import resolve_target
+
+    return resolve_target(model, images, target).cpu().numpy().astype(np.int64)
 
 
 def resampling_experiment(model: Any, images: Any, target: Any = "pred", *,

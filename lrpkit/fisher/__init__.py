@@ -1,18 +1,31 @@
 """Fisher-vector classifiers and LRP for them (paper 000 Sec. 4-5, App. A-C; paper 001 Sec. 3).
 
-Pipeline: :func:`dense_sift` -> PCA -> diagonal GMM -> improved Fisher vector -> one-vs-rest
-linear SVMs (:class:`FisherVectorEncoder`, :class:`FisherVectorClassifier`).  Explanations:
+Pipeline: :func:`dense_sift` (:mod:`.sift`) -> PCA -> diagonal GMM -> improved Fisher vector
+(:class:`FisherVectorEncoder`, :mod:`.encoder`) -> one-vs-rest linear SVMs
+(:class:`FisherVectorClassifier`, :mod:`.classifier`).  Explanations (:mod:`.lrp`):
 :class:`FisherLRP` / :func:`feature_relevance` (per local feature, with frames) and the
-registered method ``lrpkit.explain(clf, x, target, method="fv_lrp")``.
+registered method ``lrpkit.explain(clf, x, target, method="fv_lrp")``.  Building the default
+model from a config, fitting, saving and loading it: :mod:`lrpkit.pipeline`.
 """
 from .sift import Frames, dense_sift, to_grey
-from .encoder import (FisherVectorClassifier, FisherVectorEncoder, classifier_from_config, evaluate,
-                      fit_fisher_from_config, fv_contributions, improve, load_fisher, load_split,
-                      model_path, posteriors, raw_fisher_vector, save_fisher)
-from .lrp import FisherLRP, FVRelevance, feature_relevance, pixel_map, project_to_sift
+from .encoder import FisherVectorEncoder, fv_contributions, improve, posteriors, raw_fisher_vector
+from .classifier import FisherVectorClassifier, evaluate, load_fisher, save_fisher
+from .lrp import (RULES, FisherLRP, FVRelevance, feature_relevance, parse_rule, pixel_map,
+                  project_to_sift, rule_name)
 
 __all__ = ["Frames", "dense_sift", "to_grey", "FisherVectorEncoder", "FisherVectorClassifier",
-           "classifier_from_config", "evaluate", "fit_fisher_from_config", "fv_contributions",
-           "improve", "load_fisher", "load_split", "model_path", "posteriors", "raw_fisher_vector",
-           "save_fisher", "FisherLRP", "FVRelevance", "feature_relevance", "pixel_map",
-           "project_to_sift"]
+           "evaluate", "fv_contributions", "improve", "load_fisher", "posteriors",
+           "raw_fisher_vector", "save_fisher", "RULES", "FisherLRP", "FVRelevance",
+           "feature_relevance", "parse_rule", "pixel_map", "project_to_sift", "rule_name"]
+
+# moved to lrpkit.pipeline (config -> model); the old names keep working
+_MOVED = {"fit_fisher_from_config": "fit_fisher_from_config", "model_path": "fisher_path",
+          "classifier_from_config": "fisher_classifier", "load_split": "load_images"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        from lrpkit import pipeline
+
+        return getattr(pipeline, _MOVED[name])
+    raise AttributeError(f"module 'lrpkit.fisher' has no attribute {name!r}")

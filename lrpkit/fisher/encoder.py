@@ -21,6 +21,9 @@ flipped weights, and FV-LRP is unchanged by a sign flip of a dimension (``R3_d``
 The **raw FV** of an image is the **mean** over its local features (App. A "mapping
 aggregation"); the **improved FV** is ``improve(raw) = sign(raw) |raw|^0.5 / ||.||_2``.
 
+The classifier (one-vs-rest linear SVMs on these vectors) is in :mod:`lrpkit.fisher.classifier`;
+building, fitting and saving the default model from a config in :mod:`lrpkit.pipeline`.
+
 API for local-feature resampling (paper 000, App. D, Algorithm 1)::
 
     feats, frames = clf.encoder_.local_features(image)     # (M, D) PCA-reduced, Frames
@@ -31,21 +34,17 @@ API for local-feature resampling (paper 000, App. D, Algorithm 1)::
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
-from sklearn.exceptions import NotFittedError
 from sklearn.mixture import GaussianMixture
+from sklearn.utils.validation import check_is_fitted
 
 from .sift import Frames, as_image_list, dense_sift
 
-__all__ = ["FisherVectorEncoder", "FisherVectorClassifier", "fv_contributions", "raw_fisher_vector",
-           "improve", "posteriors", "fit_fisher_from_config", "load_fisher", "save_fisher",
-           "evaluate", "load_split"]
+__all__ = ["FisherVectorEncoder", "fv_contributions", "raw_fisher_vector", "improve", "posteriors"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,8 +55,7 @@ def _check_gmm(gmm: Any) -> None:
         raise TypeError(f"gmm must be a sklearn GaussianMixture, got {type(gmm).__name__}")
     if getattr(gmm, "covariance_type", None) != "diag":
         raise ValueError(f"gmm must have covariance_type='diag', got {gmm.covariance_type!r}")
-    if not hasattr(gmm, "means_"):
-        raise NotFittedError("gmm is not fitted")
+    check_is_fitted(gmm, "means_")
 
 
 def _check_feats(feats: Any, gmm: GaussianMixture, name: str = "feats") -> np.ndarray:
@@ -228,8 +226,7 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
         return self
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "gmm_"):
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(images) first")
+        check_is_fitted(self, ["pca_", "gmm_"])
 
     @property
     def fv_dim(self) -> int:
@@ -271,266 +268,8 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
         return improve(self.raw_transform(images))
 
 
-# ---------------------------------------------------------------------------------------------
-# Classifier
-# ---------------------------------------------------------------------------------------------
-def _as_targets(Y: Any, n: int) -> np.ndarray:
-    if hasattr(Y, "detach"):
-        Y = Y.detach().cpu().numpy()
-    Y = np.asarray(Y)
-    if Y.ndim == 1:
-        # one binary class; class indices / labels (e.g. [0, 1, 2]) are not silently binarised
-        try:
-            v = Y.astype(np.float64)
-        except (TypeError, ValueError):
-            v = None
-        vals = None if v is None else np.unique(v[np.isfinite(v)])
-        if vals is None or not np.isin(vals, (-1.0, 0.0, 1.0)).all():
-            shown = np.unique(Y)[:6].tolist()
-            raise ValueError(f"a 1-D Y is one binary class (values 0/1 or -1/1), got values "
-                             f"{shown}; pass class indices as multi-hot (N, classes)")
-        Y = Y[:, None]
-    if Y.ndim != 2 or Y.shape[0] != n:
-        raise ValueError(f"Y must be multi-hot (N={n}, classes), got shape {Y.shape}")
-    if not np.isfinite(Y.astype(np.float64)).all():
-        raise ValueError("Y contains NaN")
-    return (Y > 0).astype(np.int64)
-
-
-class FisherVectorClassifier(ClassifierMixin, BaseEstimator):
-    """One-vs-rest linear SVMs on improved Fisher vectors (paper 000 Sec. 4, App. B).
-
-    ``f_c(x) = w_c . Phi(x) + b_c`` with ``Phi`` the improved FV (power 0.5, L2), which is the
-    Hellinger-kernel SVM of App. B.
-
-    Parameters
-    ----------
-    encoder : a :class:`FisherVectorEncoder` (cloned in ``fit``); ``None`` for the default.
-    C : LinearSVC regularisation.  ``loss``, ``max_iter`` : LinearSVC settings.
-    class_names : optional names of the ``classes`` columns of ``Y``.
-    random_state : seed of the SVM solver.
-
-    Fitted: ``encoder_``, ``coef_`` (classes, dims), ``intercept_`` (classes,), ``classes_``.
-    """
-
-    def __init__(self, encoder: FisherVectorEncoder | None = None, C: float = 1.0,
-                 loss: str = "squared_hinge", max_iter: int = 5000,
-                 class_names: Sequence[str] | None = None, random_state: int | None = 0):
-        self.encoder = encoder
-        self.C = C
-        self.loss = loss
-        self.max_iter = max_iter
-        self.class_names = class_names
-        self.random_state = random_state
-
-    def fit(self, images: Any, Y: Any) -> "FisherVectorClassifier":
-        """Fit the encoder on ``images`` and one SVM per column of multi-hot ``Y`` (N, classes)."""
-        imgs = as_image_list(images)
-        enc = clone(self.encoder) if self.encoder is not None else FisherVectorEncoder()
-        self.encoder_ = enc.fit(imgs)
-        return self.fit_fv(self.encoder_.transform(imgs), Y)
-
-    def fit_fv(self, fv: np.ndarray, Y: Any) -> "FisherVectorClassifier":
-        """Fit only the SVMs on improved FVs ``(N, dims)`` (the encoder must be set)."""
-        from sklearn.svm import LinearSVC
-
-        fv = np.asarray(fv, dtype=np.float64)
-        Yb = _as_targets(Y, fv.shape[0])
-        n_cls = Yb.shape[1]
-        if self.class_names is not None and len(self.class_names) != n_cls:
-            raise ValueError(f"class_names has {len(self.class_names)} names for {n_cls} classes")
-        coef = np.zeros((n_cls, fv.shape[1]))
-        icpt = np.zeros(n_cls)
-        for c in range(n_cls):
-            yc = Yb[:, c]
-            if yc.min() == yc.max():           # a class never / always present
-                icpt[c] = 1.0 if yc[0] else -1.0
-                continue
-            svm = LinearSVC(C=self.C, loss=self.loss, max_iter=self.max_iter,
-                            random_state=self.random_state).fit(fv, yc)
-            coef[c], icpt[c] = svm.coef_[0], svm.intercept_[0]
-        self.coef_, self.intercept_ = coef, icpt
-        self.classes_ = np.arange(n_cls)
-        self.class_names_ = (list(map(str, self.class_names)) if self.class_names is not None
-                             else [str(c) for c in range(n_cls)])
-        return self
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_") or not hasattr(self, "encoder_"):
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(images, Y) first")
-
-    def score_fv(self, fv: np.ndarray) -> np.ndarray:
-        """Scores ``(N, classes)`` of **improved** FVs ``(N, dims)`` (or one ``(dims,)``).
-
-        For raw FVs (e.g. resampling updates) call ``score_fv(improve(raw))``.
-        """
-        self._check_fitted()
-        fv = np.asarray(fv, dtype=np.float64)
-        if fv.ndim == 1:
-            fv = fv[None]
-        if fv.ndim != 2 or fv.shape[1] != self.coef_.shape[1]:
-            raise ValueError(f"fv must be (N, {self.coef_.shape[1]}), got shape {fv.shape}")
-        if not np.isfinite(fv).all():
-            raise ValueError("fv contains NaN or infinite values")
-        return fv @ self.coef_.T + self.intercept_
-
-    def decision_function(self, images: Any) -> np.ndarray:
-        """Scores ``(N, classes)`` of images (a tensor ``(N, 3, H, W)`` or a list of images)."""
-        self._check_fitted()
-        return self.score_fv(self.encoder_.transform(images))
-
-    def predict(self, images: Any) -> np.ndarray:
-        """Multi-hot predictions ``(N, classes)``: score > 0."""
-        return (self.decision_function(images) > 0).astype(np.int64)
-
-    def score(self, images: Any, Y: Any, sample_weight: Any = None) -> float:
-        """Mean average precision over classes."""
-        from sklearn.metrics import average_precision_score
-
-        s = self.decision_function(images)
-        Yb = _as_targets(Y, s.shape[0])
-        return float(np.mean([average_precision_score(Yb[:, c], s[:, c]) for c in range(Yb.shape[1])
-                              if 0 < Yb[:, c].sum() < Yb.shape[0]]))
-
-
-# ---------------------------------------------------------------------------------------------
-# Config, persistence, evaluation
-# ---------------------------------------------------------------------------------------------
-_ENCODER_KEYS = ("bin_sizes", "step", "magnif", "contrast_threshold", "pca_dim", "n_components",
-                 "n_samples", "max_fit_images", "gmm_max_iter", "reg_covar", "batch_size")
-_SVM_KEYS = ("C", "loss", "max_iter")
-
-
-def classifier_from_config(cfg: Mapping[str, Any], class_names: Sequence[str] | None = None
-                           ) -> FisherVectorClassifier:
-    """An unfitted :class:`FisherVectorClassifier` from the config's ``fisher:`` section."""
-    f = dict(cfg.get("fisher") or {})
-    unknown = set(f) - set(_ENCODER_KEYS) - set(_SVM_KEYS)
-    if unknown:
-        raise ValueError(f"unknown key(s) {sorted(unknown)} in the fisher: config section")
-    seed = cfg.get("seed", 0)
-    enc = FisherVectorEncoder(**{k: (tuple(v) if k == "bin_sizes" else v) for k, v in f.items()
-                                 if k in _ENCODER_KEYS}, random_state=seed)
-    return FisherVectorClassifier(enc, **{k: v for k, v in f.items() if k in _SVM_KEYS},
-                                  class_names=class_names, random_state=seed)
-
-
 def _progress(it: Any, desc: str, unit: str = "img"):
     """tqdm.auto over ``it`` when it is long enough to be worth a bar."""
     from tqdm.auto import tqdm
 
     return tqdm(it, desc=desc, unit=unit, leave=False, disable=len(it) < 8)
-
-
-def load_split(root: str | os.PathLike, split: str) -> tuple[list, np.ndarray, list[str]]:
-    """``(PIL images, multi-hot labels (N, C), class names)`` of a VOC split via lrpkit.data.
-
-    ``"trainval"`` falls back to ``train`` + ``val`` when the dataset has no such split.
-    """
-    from lrpkit.data import VOCDataset  # lazy: data is another part of the package
-
-    def one(s):
-        ds = VOCDataset(root, s)
-        imgs = [ds[i][0] for i in range(len(ds))]
-        names = list(getattr(ds, "classes", None) or getattr(ds, "class_names", None) or [])
-        return imgs, np.asarray(ds.labels), names
-
-    try:
-        return one(split)
-    except (ValueError, FileNotFoundError, KeyError):
-        if split != "trainval":
-            raise
-        a, b = one("train"), one("val")
-        return a[0] + b[0], np.concatenate([a[1], b[1]], 0), a[2]
-
-
-def save_fisher(model: FisherVectorClassifier, path: str | os.PathLike) -> Path:
-    """Save a fitted model with joblib, atomically."""
-    import joblib
-
-    from lrpkit.results import atomic_path
-
-    if not isinstance(model, FisherVectorClassifier):
-        raise TypeError(f"model must be a FisherVectorClassifier, got {type(model).__name__}")
-    model._check_fitted()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        joblib.dump(model, tmp)
-    return path
-
-
-def load_fisher(path: str | os.PathLike) -> FisherVectorClassifier:
-    """Load a model written by :func:`save_fisher` / :func:`fit_fisher_from_config`."""
-    import joblib
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no Fisher-vector model at {path}")
-    model = joblib.load(path)
-    if not isinstance(model, FisherVectorClassifier):
-        raise TypeError(f"{path} holds a {type(model).__name__}, not a FisherVectorClassifier")
-    return model
-
-
-def model_path(cfg: Mapping[str, Any]) -> Path:
-    """``<paths.models>/fisher/fv.joblib``."""
-    from lrpkit.config import resolve_path
-
-    return resolve_path(cfg, "models") / "fisher" / "fv.joblib"
-
-
-def fit_fisher_from_config(cfg: Mapping[str, Any] | str | None = None, *, save: bool = True
-                           ) -> FisherVectorClassifier:
-    """Train on the scenes' ``trainval`` split and save to ``<models>/fisher/fv.joblib``."""
-    from lrpkit.config import load_config, resolve_path
-
-    if cfg is None or isinstance(cfg, (str, os.PathLike)):
-        cfg = load_config(cfg)
-    root = resolve_path(cfg, "scenes")
-    if not Path(root).exists():
-        raise FileNotFoundError(f"scenes folder {root} does not exist; generate the data first")
-    imgs, Y, names = load_split(root, "trainval")
-    clf = classifier_from_config(cfg, class_names=names or None).fit(imgs, Y)
-    if save:
-        path = model_path(cfg)
-        save_fisher(clf, path)
-        try:
-            test_imgs, test_Y, _ = load_split(root, "test")
-        except (ValueError, FileNotFoundError):
-            pass  # a data set without a test split: nothing to score
-        else:
-            evaluate(clf, test_imgs, test_Y, path=Path(path).with_name("test_map.nc"), config=cfg)
-    return clf
-
-
-def evaluate(model: FisherVectorClassifier, images: Any, Y: Any,
-             class_names: Sequence[str] | None = None, path: str | os.PathLike | None = None,
-             config: Mapping[str, Any] | None = None, fv: np.ndarray | None = None):
-    """Per-class average precision as an xarray Dataset (dim ``class``, string coords).
-
-    Variables: ``ap`` (class), ``n_positive`` (class); attrs ``mAP`` and the model parameters.
-    Written atomically to ``path`` (netCDF) when given.  ``fv``: improved FVs of ``images``
-    already computed (then ``images`` may be ``None``).
-    """
-    import xarray as xr
-    from sklearn.metrics import average_precision_score
-
-    from lrpkit.results import make_attrs, save_dataset
-
-    s = model.score_fv(fv) if fv is not None else model.decision_function(images)
-    Yb = _as_targets(Y, s.shape[0])
-    names = list(map(str, class_names if class_names is not None else model.class_names_))
-    if len(names) != Yb.shape[1]:
-        raise ValueError(f"{len(names)} class names for {Yb.shape[1]} classes")
-    ap = np.array([average_precision_score(Yb[:, c], s[:, c]) if 0 < Yb[:, c].sum() < len(Yb)
-                   else np.nan for c in range(Yb.shape[1])])
-    params = {k: (list(v) if isinstance(v, tuple) else v)
-              for k, v in model.encoder_.get_params().items()}
-    params.update(C=model.C, loss=model.loss)
-    ds = xr.Dataset({"ap": (("class",), ap), "n_positive": (("class",), Yb.sum(0))},
-                    coords={"class": np.array(names, dtype=str)},
-                    attrs=make_attrs(config, model="fisher_vector", mAP=float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan"),
-                                     n_images=int(len(Yb)), params=params))
-    if path is not None:
-        save_dataset(ds, path)
-    return ds

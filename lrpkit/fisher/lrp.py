@@ -64,6 +64,7 @@ divided by 3 in each channel (channel sum == the 2-D map).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -72,13 +73,43 @@ import torch
 
 from lrpkit.explain import register
 
-from .encoder import FisherVectorClassifier, _posteriors, _raw_from_stats, _stats, improve
+from .classifier import FisherVectorClassifier
+from .encoder import _posteriors, _raw_from_stats, _stats, improve
 from .sift import Frames, as_image_list
 
-__all__ = ["FVRelevance", "FisherLRP", "feature_relevance", "pixel_map", "RULES"]
+__all__ = ["FVRelevance", "FisherLRP", "feature_relevance", "pixel_map", "RULES", "parse_rule",
+           "rule_name"]
 
 RULES = ("epsilon", "absolute", "plain")
 _SQ2 = np.sqrt(2.0)
+_EPS_RE = re.compile(r"^epsilon_([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)$")
+
+
+def parse_rule(name: str, epsilon: float = 100.0, require_epsilon: bool = False) -> tuple[str, float]:
+    """The one vocabulary of FV-LRP rule names: ``"plain"`` (eq. 20), ``"absolute"`` (eq. 23),
+    ``"epsilon"`` (eq. 22, with ``epsilon``) and ``"epsilon_<eps>"`` (eq. 22 with that
+    epsilon, e.g. ``"epsilon_100"``; the spelling used where a rule is one string: resampling
+    orders, result coordinates, legends).  Returns ``(rule, epsilon)``; ``require_epsilon``
+    refuses the bare ``"epsilon"``.  Anything else raises ``ValueError``."""
+    if not isinstance(name, str):
+        raise TypeError(f"rule must be a string such as 'epsilon_100', got {type(name).__name__}")
+    if name in ("absolute", "plain") or (name == "epsilon" and not require_epsilon):
+        return name, float(epsilon)
+    m = _EPS_RE.match(name)
+    if m:
+        return "epsilon", float(m.group(1))
+    raise ValueError(f"unknown rule {name!r}; use 'epsilon_<eps>' (e.g. 'epsilon_100'), "
+                     + ("" if require_epsilon else "'epsilon' (with epsilon=...), ")
+                     + "'absolute' or 'plain'")
+
+
+def rule_name(rule: str, epsilon: float = 100.0) -> str:
+    """The one-string name of a rule: ``rule_name("epsilon", 100) == "epsilon_100"``."""
+    rule, epsilon = parse_rule(rule, epsilon)
+    return f"epsilon_{epsilon:g}" if rule == "epsilon" else rule
+#: mu / sigma dimensions with |z_d| <= _DIRECT_TOL * (bound on sum_l |m_d(l)|) are computed from
+#: centred features instead of the expanded closed form (keeps the layer-2 error below ~1e-10 R3_d)
+_DIRECT_TOL = 1e-6
 
 
 @dataclass
@@ -172,9 +203,7 @@ def feature_relevance(feats: np.ndarray, gmm: Any, w: np.ndarray, b: float,
     A dimension whose sum ``z_d`` satisfies ``|z_d| <= ztol * sum_l |m_d(l)|`` counts as
     ``z_d = 0`` (cancelled to rounding noise): in ``Z(x)`` for plain, ``sgn = +1`` for epsilon.
     """
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    epsilon = float(epsilon)
+    rule, epsilon = parse_rule(rule, epsilon)
     if rule == "epsilon" and not epsilon >= 0:
         raise ValueError(f"epsilon must be >= 0, got {epsilon}")
     if not float(ztol) >= 0:
@@ -220,6 +249,7 @@ def feature_relevance(feats: np.ndarray, gmm: Any, w: np.ndarray, b: float,
     # symmetrically about mu_k) counts as exactly 0: for "plain" the dimension joins Z (its
     # relevance goes to xi instead of being dropped as 0/0 or blown up as R / 1e-17), for
     # "epsilon" its sign is +1 rather than the sign of the rounding error.
+    zpi = mpi.sum(0)                                              # exact sums of the m_pi used below
     zero_pi = np.all(mpi == 0, axis=0)                            # (K,)
     near_pi = (np.abs(zpi) <= ztol * np.abs(mpi).sum(0)) & ~zero_pi
     zero_mu = np.repeat(dead[:, None], D, 1)
@@ -227,26 +257,41 @@ def feature_relevance(feats: np.ndarray, gmm: Any, w: np.ndarray, b: float,
     near_mu = np.zeros((K, D), bool)
     near_sg = near_mu.copy()
     # mu / sigma: cancellation-free upper bounds U >= sum_l |m_d(l)| (Cauchy-Schwarz on the
-    # statistics) select candidates; their exact sums of |m_d(l)| are computed over features
+    # statistics).  Where |z_d| <= direct_tol * U_d, the closed form below (z from the
+    # statistics, per-feature terms expanded as l^2 A2 + l A1 + A0) would lose about
+    # eps * U_d / |z_d| of R3_d: e.g. a GMM component sitting on the PCA image of the zeroed
+    # low-contrast descriptors, whose features equal mu_k up to rounding, so m_mu(l) ~ 1e-14
+    # and the expansion subtracts numbers ~1e14 |R3 mu|.  Those dimensions are computed
+    # directly from the centred features (l - mu_k): their sums z_d, their exact sums of
+    # |m_d(l)| (for Z / cancellation) and, further down, their per-feature shares.
     s0t, s2t = s0s / sq, s2s / sq[:, None]
     am = np.abs(mu)
     sf = np.sqrt(s0t[:, None] * s2t)                              # >= sum_l gt |l|
     Umu = a * (sf + s0t[:, None] * am)
     Usg = (a * a * (s2t + 2.0 * sf * am + s0t[:, None] * mu * mu) + s0t[:, None]) / _SQ2
+    # (the absolute rule computes its shares from centred features anyway: only Z is needed)
+    direct_tol = float(ztol) if rule == "absolute" else max(float(ztol), _DIRECT_TOL)
+    direct: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for k in np.flatnonzero(~dead):
-        cm = np.flatnonzero(np.abs(zmu[k]) <= ztol * Umu[k])
-        cs = np.flatnonzero(np.abs(zsg[k]) <= ztol * Usg[k])
+        cm = np.flatnonzero(np.abs(zmu[k]) <= direct_tol * Umu[k])
+        cs = np.flatnonzero(np.abs(zsg[k]) <= direct_tol * Usg[k])
         if not (cm.size or cs.size):
             continue
         on = np.flatnonzero(g[:, k] != 0)
         gk = gt[on, k]
+        terms = []
         for c, zz, zero, near, sig in ((cm, zmu, zero_mu, near_mu, False),
                                         (cs, zsg, zero_sg, near_sg, True)):
+            m = np.zeros((on.size, 0))
             if c.size:
                 u = (f[np.ix_(on, c)] - mu[k, c]) * a[k, c]
-                S = gk @ (np.abs(u * u - 1.0) / _SQ2 if sig else np.abs(u))
+                m = -(u * u - 1.0) / _SQ2 if sig else u           # m_d(l) / gt(l)
+                S = gk @ np.abs(m)
+                zz[k, c] = gk @ m                                  # the exact sum of these m
                 zero[k, c] = S == 0
                 near[k, c] = (S > 0) & (np.abs(zz[k, c]) <= ztol * S)
+            terms.append(m)
+        direct.append((k, on, gk, cm, terms[0], cs, terms[1]))
     zpi, zmu, zsg = (np.where(nr, 0.0, zz) for nr, zz in
                      ((near_pi, zpi), (near_mu, zmu), (near_sg, zsg)))
     if rule == "plain":
@@ -268,13 +313,23 @@ def feature_relevance(feats: np.ndarray, gmm: Any, w: np.ndarray, b: float,
         cpi = coef(R3pi, zpi, zero_pi, np.ones(K))
         cmu = coef(R3mu, zmu, zero_mu, scale[:, None])
         csg = coef(R3sg, zsg, zero_sg, scale[:, None])
+        # the directly computed dimensions leave the expansion
+        cmu_e, csg_e = cmu.copy(), csg.copy()
+        for k, _, _, cm, _, cs, _ in direct:
+            cmu_e[k, cm] = 0.0
+            csg_e[k, cs] = 0.0
         # sum_k gt_k [cmu (l-mu) a - csg/sqrt2 ((l-mu)^2 a^2 - 1)] = l^2 (gt@A2) + l (gt@A1) + gt@A0
         a2 = a * a
-        A2 = -csg * a2 / _SQ2
-        A1 = cmu * a + _SQ2 * csg * a2 * mu
-        A0 = -cmu * a * mu - csg * (a2 * mu * mu - 1.0) / _SQ2
+        A2 = -csg_e * a2 / _SQ2
+        A1 = cmu_e * a + _SQ2 * csg_e * a2 * mu
+        A0 = -cmu_e * a * mu - csg_e * (a2 * mu * mu - 1.0) / _SQ2
         B = gt @ np.concatenate([A2, A1, A0], 1)                     # (M, 3D), one product
         Rdim = (f * B[:, :D] + B[:, D:2 * D]) * f + B[:, 2 * D:]    # (M, D)
+        for k, on, gk, cm, mm, cs, ms in direct:                     # centred, no cancellation
+            if cm.size:
+                Rdim[np.ix_(on, cm)] += gk[:, None] * (mm * cmu[k, cm])
+            if cs.size:
+                Rdim[np.ix_(on, cs)] += gk[:, None] * (ms * csg[k, cs])
         Rpi = mpi @ cpi                                              # (M,)
     else:  # absolute (eq. 23)
         api = np.abs(mpi)
@@ -377,8 +432,7 @@ class FisherLRP:
         if not isinstance(model, FisherVectorClassifier):
             raise TypeError(f"model must be a FisherVectorClassifier, got {type(model).__name__}")
         model._check_fitted()
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        rule, epsilon = parse_rule(rule, epsilon)
         if not float(pca_epsilon) >= 0:
             raise ValueError(f"pca_epsilon must be >= 0, got {pca_epsilon!r}")
         self.model, self.rule, self.epsilon = model, rule, float(epsilon)

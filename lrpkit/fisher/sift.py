@@ -9,24 +9,35 @@ Descriptor geometry (per bin size ``b``, in pixels), following VLFeat's dense SI
 * Orientation binning: the angle ``atan2(gy, gx)`` (image axes, y down) is mapped to
   ``8 * angle / 2pi`` and the gradient magnitude is split linearly between the two nearest
   orientation bins.
-* Spatial binning: every orientation map is convolved with a separable triangular kernel of
-  half-width ``b`` (``(b - |t|) / b^2``), i.e. each pixel's contribution is shared bilinearly
-  between its nearest bin centres (``vl_imconvcoltri``); the map is then read at the bin centres.
+* Spatial binning: every orientation map is filtered with a separable triangular kernel of
+  half-width ``b`` (weights ``(b - |t|) / b^2``), i.e. each pixel's contribution is shared
+  bilinearly between its nearest bin centres (VLFeat's ``vl_imconvcoltri``); the map is then
+  read at the bin centres, ``b`` pixels apart.
 * Gaussian window: as in VLFeat's fast dense SIFT, the Gaussian window (sigma =
   ``window_size`` bins, default 2, centred on the descriptor) is approximated by one constant
   per bin: its mean over the bin's triangular support.
 * Normalisation: L2, clamp at 0.2, L2.  Descriptors whose raw L2 norm (the "contrast") is
   below ``contrast_threshold`` are set to zero (``vl_phow``'s ContrastThreshold).
 
-Frames: a descriptor whose top-left bin cell starts at pixel ``(y0, x0)`` has bin centres at
-``x0 + b // 2 + b * bx`` (likewise ``y``); the **pixel rectangle of spatial bin** ``(by, bx)``
-is its nominal cell ``[y0 + b*by, y0 + b*(by+1)) x [x0 + b*bx, x0 + b*(bx+1))`` (the pixels
-nearest to that bin centre), and the descriptor's receptive field is the union of its 16
-cells, ``[y0, y0 + 4b) x [x0, x0 + 4b)``.  The triangular tails of the bilinear binning that
-reach half a bin beyond the cells are not part of the rectangles (as in FV-LRP, paper 000
-eq. 21 and paper 001 Sec. 3, relevance is spread uniformly over these rectangles).  Frames are
-placed on a grid of ``step`` pixels, centred in the image, so that every receptive field lies
-inside the image.
+Frames (A. Vedaldi and B. Fulkerson, "VLFeat: An Open and Portable Library of Computer Vision
+Algorithms", 2008, ``vl_dsift`` / ``vl_phow``).  A descriptor of bin size ``b`` whose first
+pixel cell starts at ``(y0, x0)`` owns the ``4 x 4`` pixel cells
+``[y0 + b*by, y0 + b*(by+1)) x [x0 + b*bx, x0 + b*(bx+1))``; **its bin centres are the centres
+of these cells**, ``x0 + b*bx + (b - 1)/2`` (half-integer for even ``b``: the triangular
+kernel is then evaluated at half-pixel offsets, so what a bin measures is centred on its
+cell), and the descriptor centre is the mean of the bin centres, ``x0 + (4b - 1)/2`` (VLFeat:
+first bin centre + 3/2 b).  The receptive field is the union of the cells,
+``[y0, y0 + 4b) x [x0, x0 + 4b)``; the triangular tails of the bilinear binning that reach half a
+bin beyond the cells are not part of the rectangles (as in FV-LRP, paper 000 eq. 21 and paper
+001 Sec. 3, relevance is spread uniformly over these rectangles).
+
+**One grid for all bin sizes** (as ``vl_phow``): descriptors of every size share their
+centres.  The largest size ``B`` starts with its receptive field in the image corner
+(``x0 = 0``) and steps by ``step``; size ``b`` starts at ``x0 = 2 (B - b)`` (the same first
+centre) and continues with the same step while its receptive field lies inside the image, so
+the smaller sizes also cover the right / bottom band that the larger ones cannot reach.
+(``vl_phow`` places the largest size's first *bin centre*, not its cell, on the first pixel; here
+every receptive field lies inside the image.)
 
 Everything is vectorised: one gradient, 8 orientation maps and two 1-D convolutions per bin
 size; descriptors are gathered by fancy indexing, no loop over keypoints.
@@ -81,8 +92,10 @@ class Frames:
 
 
 def min_image_size(bin_sizes: Sequence[int]) -> int:
-    """Smallest image side that holds one descriptor of the smallest bin size."""
-    return NUM_BINS * int(min(bin_sizes))
+    """Smallest image side that holds one descriptor (of the smallest bin size, placed on the
+    shared grid at ``2 (max(b) - b)``)."""
+    bs = [int(b) for b in bin_sizes]
+    return min(2 * (max(bs) - b) + NUM_BINS * b for b in bs)
 
 
 def _as_float_image(img: Any, name: str) -> np.ndarray:
@@ -157,25 +170,39 @@ def as_image_list(images: Any, name: str = "images") -> list:
     return seq
 
 
+def _tri_offsets(b: int) -> np.ndarray:
+    """Pixel offsets from a bin centre inside the triangular support ``|t| < b``: integers for
+    odd ``b``, half-integers for even ``b`` (the centre lies between pixels)."""
+    return np.arange(-b + 1, b) if b % 2 else np.arange(-b + 1, b + 1) - 0.5
+
+
 def _window_means(b: int, window_size: float) -> np.ndarray:
-    """Per-bin constant approximating the Gaussian window (VLFeat's bin window mean)."""
-    t = np.arange(-b + 1, b)
+    """Per-bin constant approximating the Gaussian window (VLFeat's bin window mean), bins at
+    ``b (i - 3/2)`` from the descriptor centre."""
+    t = _tri_offsets(b)
     tri = (b - np.abs(t)) / float(b * b)
-    centre = (NUM_BINS * b - 1) / 2.0                      # centre of [0, 4b) in pixels
     w = np.empty(NUM_BINS)
     for i in range(NUM_BINS):
-        c = b // 2 + b * i
-        z = (c + t - centre) / (window_size * b)
+        z = (b * (i - 1.5) + t) / (window_size * b)
         w[i] = np.sum(tri * np.exp(-0.5 * z * z)) / np.sum(tri)
     return w
 
 
-def _grid(n: int, size: int, step: int) -> np.ndarray:
-    if n < size:
+def _bin_filter(ori: np.ndarray, b: int, axis: int) -> np.ndarray:
+    """Triangular (bilinear) binning along ``axis``: output ``p`` holds the bin value at centre
+    ``p`` (odd ``b``) or ``p + 1/2`` (even ``b``); zero outside the image."""
+    t = _tri_offsets(b)
+    tri = (b - np.abs(t)) / float(b * b)
+    return ndimage.correlate1d(ori, tri, axis=axis, mode="constant", origin=0 if b % 2 else -1)
+
+
+def _grid(n: int, b: int, b_max: int, step: int) -> np.ndarray:
+    """First-cell coordinates ``x0`` of bin size ``b`` on the grid shared by all sizes."""
+    start = 2 * (b_max - b)
+    size = NUM_BINS * b
+    if n < start + size:
         return np.zeros(0, dtype=np.int64)
-    count = (n - size) // step + 1
-    off = (n - size - (count - 1) * step) // 2
-    return off + step * np.arange(count, dtype=np.int64)
+    return start + step * np.arange((n - start - size) // step + 1, dtype=np.int64)
 
 
 def dense_sift(image: Any, bin_sizes: Sequence[int] = (4, 6, 8), step: int = 3,
@@ -188,12 +215,12 @@ def dense_sift(image: Any, bin_sizes: Sequence[int] = (4, 6, 8), step: int = 3,
     ----------
     image : ``(3, H, W)`` / ``(H, W, 3)`` RGB in [0, 1] (or ``(H, W)`` grey), array, tensor or
         PIL image; SIFT runs on grey levels.
-    bin_sizes : spatial bin sizes in pixels (descriptor side ``4 b``).
+    bin_sizes : spatial bin sizes in pixels (descriptor side ``4 b``), on one shared grid.
     step : grid step in pixels between neighbouring descriptors of one size.
     magnif, window_size, contrast_threshold : see the module docstring (VLFeat defaults).
 
-    Raises ``ValueError`` for an empty image, NaNs, or an image smaller than one descriptor of
-    the smallest bin size.
+    Raises ``ValueError`` for an empty image, NaNs, or an image smaller than
+    :func:`min_image_size` (no descriptor fits).
     """
     bin_sizes = [int(b) for b in bin_sizes]
     if not bin_sizes or min(bin_sizes) < 1:
@@ -206,10 +233,11 @@ def dense_sift(image: Any, bin_sizes: Sequence[int] = (4, 6, 8), step: int = 3,
     need = min_image_size(bin_sizes)
     if H < need or W < need:
         raise ValueError(f"image of size {H}x{W} is smaller than one descriptor "
-                         f"({need}x{need} px for bin size {min(bin_sizes)})")
+                         f"({need}x{need} px for bin sizes {bin_sizes} on their shared grid)")
     descs, centers, bsz, rects, brects = [], [], [], [], []
+    b_max = max(bin_sizes)
     for b in bin_sizes:
-        ys, xs = _grid(H, NUM_BINS * b, step), _grid(W, NUM_BINS * b, step)
+        ys, xs = _grid(H, b, b_max, step), _grid(W, b, b_max, step)
         if ys.size == 0 or xs.size == 0:
             continue
         sigma = np.sqrt(max((b / magnif) ** 2 - 0.25, 0.0))
@@ -224,11 +252,8 @@ def dense_sift(image: Any, bin_sizes: Sequence[int] = (4, 6, 8), step: int = 3,
         m0, m1 = (1 - r) * mag, r * mag
         ori = np.stack([np.where(b0 == o, m0, 0.0) + np.where(b1 == o, m1, 0.0)
                         for o in range(NUM_ORI)])
-        t = np.arange(-b + 1, b)
-        tri = (b - np.abs(t)) / float(b * b)
-        ori = ndimage.convolve1d(ori, tri, axis=1, mode="constant")
-        ori = ndimage.convolve1d(ori, tri, axis=2, mode="constant")
-        off = b // 2 + b * np.arange(NUM_BINS)
+        ori = _bin_filter(_bin_filter(ori, b, 1), b, 2)
+        off = (b - 1) // 2 + b * np.arange(NUM_BINS)      # index of the bin centre (module doc)
         cy = ys[:, None] + off[None, :]            # (ny, 4)
         cx = xs[:, None] + off[None, :]            # (nx, 4)
         d = ori[:, cy[:, :, None, None], cx[None, None, :, :]]      # (8, ny, 4, nx, 4)

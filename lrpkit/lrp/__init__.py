@@ -10,7 +10,8 @@
 
 Registered methods: ``lrp``, ``sensitivity``, ``deconvnet``, ``gradient_x_input``,
 ``guided_backprop``.  Rules (:mod:`.rules`), composites (:mod:`.composites`), canonizers
-(:mod:`.canonizers`) and the one-pass engine (:mod:`.engine`) are re-exported here.
+(:mod:`.canonizers`), the layer table (:mod:`.layers`, :func:`register_layer`) and the one-pass
+engine (:mod:`.engine`) are re-exported here.
 """
 from __future__ import annotations
 
@@ -19,48 +20,51 @@ from typing import Any, Mapping
 import torch
 
 from ..explain import register
-from . import baselines, canonizers, composites, engine, rules
+from . import baselines, canonizers, composites, engine, layers, rules
 from .baselines import (deconvnet, gradient_x_input, guided_backprop, input_gradient,
                         pool_channels, sensitivity)
-from .composites import COMPOSITES, Composite, get_composite
-from .engine import LRP, UnsupportedLayerError, layer_kind, lrp
-from .rules import (RULES, AlphaBeta, Epsilon, Flat, Pass, Rule, WinnerTakesAll, WSquare, ZBox,
+from .canonizers import BatchNormFold, Canonizer, ResidualSums, default_canonizers
+from .composites import COMPOSITES, PRESETS, Composite, get_composite, preset
+from .engine import LRP, OPTIONS, layer_kind, lrp
+from .layers import LAYERS, Op, UnsupportedLayerError, layer_op, register_layer
+from .rules import (AlphaBeta, Epsilon, Flat, Gamma, Pass, Rule, WinnerTakesAll, WSquare, ZBox,
                     Zero, ZPlus)
 
-__all__ = ["LRP", "lrp", "Composite", "COMPOSITES", "get_composite", "Rule", "Epsilon", "Zero",
-           "AlphaBeta", "ZPlus", "WSquare", "Flat", "ZBox", "WinnerTakesAll", "Pass", "RULES",
-           "UnsupportedLayerError", "layer_kind", "sensitivity", "deconvnet", "guided_backprop",
+__all__ = ["LRP", "lrp", "OPTIONS", "Composite", "COMPOSITES", "PRESETS", "preset",
+           "get_composite", "Rule", "Epsilon", "Zero", "AlphaBeta", "ZPlus", "Gamma", "WSquare",
+           "Flat", "ZBox", "WinnerTakesAll", "Pass", "Canonizer", "BatchNormFold",
+           "ResidualSums", "default_canonizers", "Op", "LAYERS", "register_layer", "layer_op",
+           "layer_kind", "UnsupportedLayerError", "sensitivity", "deconvnet", "guided_backprop",
            "gradient_x_input", "input_gradient", "pool_channels", "rules", "composites",
-           "canonizers", "engine", "baselines", "params_from_config"]
+           "canonizers", "layers", "engine", "baselines", "params_from_config"]
 
 
-@register("lrp", paper="002 eq. 6-8; 000 eq. 5-8; 001 Sec. 2.1, 3", replace=True,
-          resolves_pred=True)
-def _lrp_method(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *,
-                composite: Any = "alpha2_beta1", rules: Mapping[str, Rule] | None = None,
-                epsilon: float = 0.01, low: Any = None, high: Any = None,
-                cutoff: str | None = None, canonize: bool = True) -> torch.Tensor:
+@register("lrp", params=OPTIONS, replace=True, resolves_pred=True,
+          paper="Samek et al. 2017 eq. 6-8; Lapuschkin et al. CVPR 2016 eq. 5-8; "
+                "Lapuschkin et al. ICIP 2016 Sec. 2.1, 3")
+def _lrp_method(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
+                **options: Any) -> torch.Tensor:
     """Layer-wise Relevance Propagation (one forward + one backward pass).
 
-    composite: preset name or Composite (default alpha2_beta1: AlphaBeta(2, 1) on conv,
-    Epsilon on dense, papers 001 Sec. 2.1 / 002 Sec. II-C); rules: {layer name: Rule};
-    epsilon: 0.01 (paper 002); low/high: input bounds for z-box presets; cutoff: layer name of
-    the mapping-influence cut-off (paper 001 Sec. 3), None = none; canonize: fold batch-norm,
-    explicit ResNet sums.
+    Options and defaults: those of :class:`lrpkit.lrp.LRP` (composite ``alpha2_beta1``:
+    AlphaBeta(2, 1) on conv, Epsilon on dense; epsilon 0.01; rules, gamma, low/high,
+    cutoff, canonize).
     """
-    return lrp(model, x, target, composite, rules=rules, epsilon=epsilon, low=low, high=high,
-               cutoff=cutoff, canonize=canonize)
+    return lrp(model, x, target, **options)
 
 
-@register("sensitivity", paper="002 eq. 3", replace=True, resolves_pred=True)
+@register("sensitivity", paper="Samek et al. 2017 eq. 3", replace=True,
+          resolves_pred=True)
 def _sensitivity_method(model, x, target, *, norm: str | None = "l2") -> torch.Tensor:
-    """Sensitivity analysis: channel norm ('l2' or 'linf', paper 002 eq. 3) of the input gradient."""
+    """Sensitivity analysis: channel norm ('l2' or 'linf', Samek et al. 2017, eq. 3) of the
+    input gradient."""
     return sensitivity(model, x, target, norm=norm)
 
 
-@register("deconvnet", paper="002 Sec. II-B", replace=True, resolves_pred=True)
+@register("deconvnet", paper="Samek et al. 2017 Sec. II-B", replace=True, resolves_pred=True)
 def _deconvnet_method(model, x, target, *, norm: str | None = "l2") -> torch.Tensor:
-    """Deconvnet (Zeiler & Fergus): rectified backward signal, channel-pooled like eq. 3."""
+    """Deconvnet (Zeiler & Fergus 2014): rectified backward signal, channel-pooled like eq. 3
+    of Samek et al. 2017."""
     return deconvnet(model, x, target, norm=norm)
 
 
@@ -80,9 +84,9 @@ def _guided_method(model, x, target, *, norm: str | None = None) -> torch.Tensor
 def params_from_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     """``explain(..., method="lrp")`` keyword arguments from a config (or its ``lrp`` section).
 
-    Keys ``composite``, ``epsilon``, ``cutoff``, ``low``, ``high``, ``canonize`` are passed on;
-    list-valued keys (``composites``, ``baselines``) are for notebooks and ignored here.
+    The keys that are LRP options (:data:`OPTIONS`: ``composite``, ``epsilon``, ``cutoff``
+    ...) are passed on; other keys (``composites``, ``baselines``: lists for notebooks) are
+    ignored here.
     """
     sec = dict((cfg or {}).get("lrp", cfg or {}) or {})
-    keys = ("composite", "epsilon", "cutoff", "low", "high", "canonize")
-    return {k: sec[k] for k in keys if k in sec}
+    return {k: sec[k] for k in OPTIONS if k in sec}

@@ -7,11 +7,11 @@ called (``nn.ReLU`` modules and ``F.relu`` / ``torch.relu`` inside forwards), vi
 ``TorchFunctionMode`` active during the forward pass:
 
 * gradient: ``1{z > 0} g``;
-* deconvnet (Zeiler & Fergus; paper 002 Sec. II-B): ``max(0, g)`` (the signal is rectified,
+* deconvnet (Zeiler & Fergus; Samek et al. 2017, Sec. II-B): ``max(0, g)`` (the signal is rectified,
   the forward's switch is ignored); max-pool switches and transposed filters as in the gradient;
 * guided backprop (Springenberg et al.): ``1{z > 0} max(0, g)``.
 
-Channel pooling (paper 002 eq. 3): ``norm="l2"`` / ``"linf"`` gives the per-pixel norm over
+Channel pooling (Samek et al. 2017, eq. 3): ``norm="l2"`` / ``"linf"`` gives the per-pixel norm over
 colour channels ``h_p``; it is returned spread evenly over the channels (``h_p / C`` in each),
 so that :func:`lrpkit.viz.channel_sum` gives ``h_p`` and the output keeps the input's shape.
 """
@@ -105,7 +105,8 @@ def _backprop(model: nn.Module, x: torch.Tensor, target: Any, relu_fn=None) -> t
 
 
 def pool_channels(h: torch.Tensor, norm: str | None) -> torch.Tensor:
-    """Paper 002 eq. 3: ``||h_p||_q`` over channels (q = 2 or inf), spread as ``h_p / C``."""
+    """Samek et al. 2017, eq. 3: ``||h_p||_q`` over channels (q = 2 or inf), spread as
+    ``h_p / C``."""
     if norm is None:
         return h
     if norm == "l2":
@@ -126,12 +127,13 @@ gradient = input_gradient
 
 
 def sensitivity(model, x, target="pred", *, norm: str | None = "l2") -> torch.Tensor:
-    """Sensitivity analysis (paper 002 eq. 3): channel norm of ``d f_c / d x``."""
+    """Sensitivity analysis (Samek et al. 2017, eq. 3): channel norm of ``d f_c / d x``."""
     return pool_channels(_backprop(model, x, target), norm)
 
 
 def deconvnet(model, x, target="pred", *, norm: str | None = "l2") -> torch.Tensor:
-    """Deconvnet (Zeiler & Fergus; paper 002 Sec. II-B), pooled over channels like eq. 3."""
+    """Deconvnet (Zeiler & Fergus; Samek et al. 2017, Sec. II-B), pooled over channels like
+    eq. 3."""
     return pool_channels(_backprop(model, x, target, _DeconvReLU), norm)
 
 

@@ -1,35 +1,31 @@
-"""Composites: which LRP rule each layer of a network uses.
+"""Composites: which LRP rule each layer of a network uses, and the named presets.
 
-A :class:`Composite` maps layer *kinds* (``"conv"``, ``"linear"``, ``"avgpool"``,
-``"maxpool"``, ``"bn"`` for a batch-norm that is not folded, ``"sum"`` for residual
-additions) to rules, optionally a special rule for the first conv/linear layer (the input
-layer), and any named layer to a rule (``name_map``, highest priority).  Named presets::
+A :class:`Composite` maps layer *kinds* (the op kinds of :mod:`lrpkit.lrp.layers`:
+``"conv"``, ``"linear"``, ``"avgpool"``, ``"maxpool"``, ``"bn"`` for a batch-norm that is not
+folded, ``"sum"`` for residual additions ...) to rules, optionally a special rule for the
+first conv/linear layer (the input layer), and any named layer to a rule (``name_map``,
+highest priority).  Kinds a composite leaves open get the layer's default rule: max-pooling
+``WinnerTakesAll``, average pooling and residual sums ``Zero`` (exact, their weights are
+positive), unfolded batch-norm ``Epsilon(eps)``, ReLU, dropout, flatten and identity
+``Pass``.
 
-    epsilon                    Epsilon(eps) everywhere                         (paper 002 eq. 7)
-    lrp0                       LRP-0 everywhere (= gradient x input on ReLU nets)
-    alpha2_beta1               AlphaBeta(2, 1) on conv, Epsilon on dense       (papers 001, 002)
-    alpha1_beta0               AlphaBeta(1, 0) on conv, Epsilon on dense
-    zplus                      ZPlus on conv and dense (conservation checks)
-    flat                       Flat everywhere
-    epsilon_plus               ZPlus on conv, Epsilon on dense
-    epsilon_plus_flat          as epsilon_plus, Flat on the first layer
-    epsilon_plus_box           as epsilon_plus, ZBox(low, high) on the first layer
-    epsilon_alpha2_beta1       AlphaBeta(2, 1) on conv, Epsilon on dense
-    epsilon_alpha2_beta1_flat  as epsilon_alpha2_beta1, Flat on the first layer
-    epsilon_alpha2_beta1_box   as epsilon_alpha2_beta1, ZBox(low, high) on the first layer
-
-Defaults for kinds a composite does not name: max-pooling ``WinnerTakesAll``, average
-pooling and residual sums ``Zero`` (exact, weights are positive), unfolded batch-norm
-``Epsilon(eps)``; ReLU, dropout, flatten and identity always pass relevance unchanged.
+Presets are declared once, in :data:`PRESETS` (:func:`preset`); :data:`COMPOSITES` (name ->
+description) and :func:`markdown_list` (the README's list) are derived from it.  Rules that
+depend on the call's parameters are written as :class:`Param` placeholders (``EPS``:
+``Epsilon(epsilon)``, ``GAMMA``: ``Gamma(gamma)``, ``BOX``: ``ZBox(low, high)``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from .rules import AlphaBeta, Epsilon, Flat, Rule, WinnerTakesAll, ZBox, Zero, ZPlus
+from .rules import AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, Zero, ZPlus
 
-__all__ = ["Composite", "COMPOSITES", "get_composite"]
+__all__ = ["Composite", "COMPOSITES", "PRESETS", "Preset", "Param", "EPS", "GAMMA", "BOX",
+           "preset", "get_composite", "markdown_list"]
+
+#: layer kinds the ``first_layer`` rule of a composite applies to
+FIRST_LAYER_KINDS = ("conv", "linear")
 
 
 @dataclass
@@ -42,19 +38,19 @@ class Composite:
     name: str = "custom"
 
     def __post_init__(self):
-        for k, r in {**self.kinds, **self.name_map}.items():
+        extra = {"first_layer": self.first_layer} if self.first_layer is not None else {}
+        for k, r in {**self.kinds, **self.name_map, **extra}.items():
             if not isinstance(r, Rule):
                 raise TypeError(f"composite {self.name!r}: rule for {k!r} must be an lrpkit.lrp "
                                 f"Rule, got {type(r).__name__}")
 
     def rule_for(self, name: str, kind: str, is_first: bool) -> Rule | None:
+        """The rule of layer ``name`` (op kind ``kind``), or None: the layer's default."""
         if name in self.name_map:
             return self.name_map[name]
-        if is_first and self.first_layer is not None and kind in ("conv", "linear"):
+        if is_first and self.first_layer is not None and kind in FIRST_LAYER_KINDS:
             return self.first_layer
-        if kind in self.kinds:
-            return self.kinds[kind]
-        return None
+        return self.kinds.get(kind)
 
     def with_rules(self, rules: Mapping[str, Rule] | None) -> "Composite":
         """A copy with ``rules`` (layer name -> rule) added to the name map."""
@@ -70,72 +66,125 @@ class Composite:
         return d
 
 
-def _need_box(name, low, high):
+@dataclass(frozen=True)
+class Param:
+    """A rule built from the call's parameters (``epsilon``, ``gamma``, ``low``, ``high``)."""
+
+    label: str
+    build: Callable[..., Rule]
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+def _box(*, low=None, high=None, preset_name="", **_):
     if low is None or high is None:
-        raise ValueError(f"composite {name!r} uses the z-box rule on the input layer: pass the "
-                         f"data's bounds low=... and high=... (scalars or per-channel tensors "
+        raise ValueError(f"composite {preset_name!r} uses the z-box rule on the input layer: pass "
+                         f"the data's bounds low=... and high=... (scalars or per-channel tensors "
                          f"(C, 1, 1) in the model's normalised input space; for lrpkit's models "
                          f"low, high = lrpkit.data.transforms.input_bounds())")
     return ZBox(low, high)
 
 
-def get_composite(composite: Any = "alpha2_beta1", *, epsilon: float = 0.01, low: Any = None,
-                  high: Any = None) -> Composite:
-    """A :class:`Composite` from a preset name (see module doc) or return the object given."""
+EPS = Param("Epsilon(eps)", lambda *, epsilon, **_: Epsilon(epsilon))
+GAMMA = Param("Gamma(gamma)", lambda *, gamma, **_: Gamma(gamma))
+BOX = Param("ZBox(low, high)", _box)
+
+RuleSpec = Rule | Param
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named composite: rules per kind (:class:`Rule` or :class:`Param`), first layer."""
+
+    name: str
+    kinds: Mapping[str, RuleSpec]
+    first_layer: RuleSpec | None = None
+    note: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def build(self, **params: Any) -> Composite:
+        def make(spec):
+            return spec.build(preset_name=self.name, **params) if isinstance(spec, Param) else spec
+        return Composite({k: make(r) for k, r in self.kinds.items()},
+                         make(self.first_layer) if self.first_layer is not None else None,
+                         name=self.name)
+
+    def description(self) -> str:
+        parts = [f"{k}: {r!r}" for k, r in self.kinds.items()]
+        if self.first_layer is not None:
+            parts.append(f"input layer: {self.first_layer!r}")
+        text = "; ".join(parts)
+        return f"{text} ({self.note})" if self.note else text
+
+
+#: preset name -> :class:`Preset` (aliases included, pointing at the same object)
+PRESETS: dict[str, Preset] = {}
+
+
+def preset(name: str, kinds: Mapping[str, RuleSpec], *, first_layer: RuleSpec | None = None,
+           note: str = "", aliases: tuple[str, ...] = ()) -> Preset:
+    """Declare a named composite (and its aliases); returns the :class:`Preset`."""
+    p = Preset(name, dict(kinds), first_layer, note, tuple(aliases))
+    for n in (name, *aliases):
+        if n in PRESETS:
+            raise ValueError(f"composite preset {n!r} is already declared")
+        PRESETS[n] = p
+    return p
+
+
+AB21 = AlphaBeta(2.0, 1.0)
+preset("epsilon", {"conv": EPS, "linear": EPS}, note="Samek et al. 2017, eq. 7")
+preset("lrp0", {"conv": Zero(), "linear": Zero(), "bn": Zero()},
+       note="equals gradient x input on ReLU networks")
+preset("alpha2_beta1", {"conv": AB21, "linear": EPS}, aliases=("epsilon_alpha2_beta1",),
+       note="Lapuschkin et al. ICIP 2016, Sec. 2.1; Samek et al. 2017, Sec. II-C")
+preset("alpha1_beta0", {"conv": AlphaBeta(1.0, 0.0), "linear": EPS})
+preset("zplus", {"conv": ZPlus(), "linear": ZPlus()}, note="conserves with zero biases")
+preset("flat", {"conv": Flat(), "linear": Flat(), "maxpool": Flat(), "avgpool": Flat()},
+       note="uniform over receptive fields")
+preset("epsilon_plus", {"conv": ZPlus(), "linear": EPS})
+preset("epsilon_plus_flat", {"conv": ZPlus(), "linear": EPS}, first_layer=Flat())
+preset("epsilon_plus_box", {"conv": ZPlus(), "linear": EPS}, first_layer=BOX)
+preset("epsilon_alpha2_beta1_flat", {"conv": AB21, "linear": EPS}, first_layer=Flat())
+preset("epsilon_alpha2_beta1_box", {"conv": AB21, "linear": EPS}, first_layer=BOX)
+preset("epsilon_gamma", {"conv": GAMMA, "linear": EPS},
+       note="Montavon et al. 2019, Sec. 10.2")
+preset("epsilon_gamma_flat", {"conv": GAMMA, "linear": EPS}, first_layer=Flat())
+preset("epsilon_gamma_box", {"conv": GAMMA, "linear": EPS}, first_layer=BOX,
+       note="zennit's EpsilonGammaBox")
+
+
+def _descriptions() -> dict[str, str]:
+    out = {}
+    for n, p in PRESETS.items():
+        out[n] = p.description() if n == p.name else f"alias of {p.name!r}"
+    return out
+
+
+#: preset names (aliases included) with a one-line description, derived from :data:`PRESETS`
+COMPOSITES: dict[str, str] = _descriptions()
+
+
+def markdown_list() -> str:
+    """The preset list for the README (one bullet per preset, aliases named)."""
+    lines = []
+    for n, p in PRESETS.items():
+        if n != p.name:
+            continue
+        alias = f" (alias: {', '.join(f'`{a}`' for a in p.aliases)})" if p.aliases else ""
+        lines.append(f"- `{n}`{alias}: {p.description()}")
+    return "\n".join(lines)
+
+
+def get_composite(composite: Any = "alpha2_beta1", *, epsilon: float = 0.01,
+                  gamma: float = 0.25, low: Any = None, high: Any = None) -> Composite:
+    """A :class:`Composite` from a preset name (see :data:`COMPOSITES`) or the object given."""
     if isinstance(composite, Composite):
         return composite
     if not isinstance(composite, str):
         raise TypeError(f"composite must be a preset name or a Composite, got "
                         f"{type(composite).__name__}")
-    if composite not in COMPOSITES:
-        raise ValueError(f"unknown composite {composite!r}; presets: {', '.join(COMPOSITES)}")
-    eps = Epsilon(epsilon)
-    ab21 = AlphaBeta(2.0, 1.0)
-    ab10 = AlphaBeta(1.0, 0.0)
-    name = composite
-    if name == "epsilon":
-        return Composite({"conv": eps, "linear": eps}, name=name)
-    if name == "lrp0":
-        return Composite({"conv": Zero(), "linear": Zero(), "bn": Zero()}, name=name)
-    if name in ("alpha2_beta1", "epsilon_alpha2_beta1"):
-        return Composite({"conv": ab21, "linear": eps}, name=name)
-    if name == "alpha1_beta0":
-        return Composite({"conv": ab10, "linear": eps}, name=name)
-    if name == "zplus":
-        return Composite({"conv": ZPlus(), "linear": ZPlus()}, name=name)
-    if name == "flat":
-        return Composite({"conv": Flat(), "linear": Flat(), "maxpool": Flat(), "avgpool": Flat()},
-                         name=name)
-    if name == "epsilon_plus":
-        return Composite({"conv": ZPlus(), "linear": eps}, name=name)
-    if name == "epsilon_plus_flat":
-        return Composite({"conv": ZPlus(), "linear": eps}, first_layer=Flat(), name=name)
-    if name == "epsilon_plus_box":
-        return Composite({"conv": ZPlus(), "linear": eps}, first_layer=_need_box(name, low, high),
-                         name=name)
-    if name == "epsilon_alpha2_beta1_flat":
-        return Composite({"conv": ab21, "linear": eps}, first_layer=Flat(), name=name)
-    if name == "epsilon_alpha2_beta1_box":
-        return Composite({"conv": ab21, "linear": eps}, first_layer=_need_box(name, low, high),
-                         name=name)
-    raise AssertionError(name)  # pragma: no cover
-
-
-#: preset names with a one-line description
-COMPOSITES = {
-    "epsilon": "Epsilon(eps) on conv and dense layers (paper 002 eq. 7)",
-    "lrp0": "LRP-0 everywhere; equals gradient x input on ReLU networks",
-    "alpha2_beta1": "AlphaBeta(2, 1) on conv, Epsilon(eps) on dense (papers 001 Sec. 2.1, 002 Sec. II-C)",
-    "alpha1_beta0": "AlphaBeta(1, 0) on conv, Epsilon(eps) on dense",
-    "zplus": "ZPlus on conv and dense layers",
-    "flat": "Flat on every layer (uniform over receptive fields)",
-    "epsilon_plus": "ZPlus on conv, Epsilon(eps) on dense",
-    "epsilon_plus_flat": "ZPlus on conv, Epsilon(eps) on dense, Flat on the input layer",
-    "epsilon_plus_box": "ZPlus on conv, Epsilon(eps) on dense, ZBox(low, high) on the input layer",
-    "epsilon_alpha2_beta1": "AlphaBeta(2, 1) on conv, Epsilon(eps) on dense",
-    "epsilon_alpha2_beta1_flat": "AlphaBeta(2, 1) on conv, Epsilon(eps) on dense, Flat on the input layer",
-    "epsilon_alpha2_beta1_box": "AlphaBeta(2, 1) on conv, Epsilon(eps) on dense, ZBox on the input layer",
-}
-
-#: rules for kinds a composite leaves open
-DEFAULT_KIND_RULES = {"maxpool": WinnerTakesAll(), "avgpool": Zero(), "sum": Zero()}
+    if composite not in PRESETS:
+        raise ValueError(f"unknown composite {composite!r}; presets: {', '.join(PRESETS)}")
+    return PRESETS[composite].build(epsilon=epsilon, gamma=gamma, low=low, high=high)

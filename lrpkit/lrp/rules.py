@@ -1,210 +1,192 @@
-"""LRP rules: small declarative objects with a closed-form relevance backward.
+"""LRP rules: one small class each, with a closed-form relevance backward.
 
 A rule says how the relevance ``R_j`` of a layer's outputs is redistributed onto its
-inputs.  Every rule here is evaluated by :mod:`lrpkit.lrp.engine` in ONE forward and ONE
-backward pass: the forward computes the layer output plus whatever the rule's denominator
-needs (e.g. ``z+``), the backward computes ``R_in`` in closed form with one transposed
-operation per weight variant.  Notation (paper 002 eq. 7-8, paper 000 eq. 7-8):
+inputs.  The engine (:mod:`lrpkit.lrp.engine`) evaluates every rule in ONE forward and ONE
+backward pass: :meth:`Rule.forward` computes the layer output (plus anything else the rule
+needs later), :meth:`Rule.backward` computes ``R_in`` in closed form with the layer's op
+(:mod:`lrpkit.lrp.layers`: ``op.fwd(x, w, b)``, its transpose ``op.bwd(s, w, shape)``).
+Notation (Bach et al. 2015; Lapuschkin et al. CVPR 2016, eq. 7-8; Samek et al. 2017, eq. 7-8):
 ``z_ij = x_i w_ij``, ``z_j = sum_i z_ij + b_j``.
 
-=====================  ====================================================================
-rule                   ``R_i =``
-=====================  ====================================================================
-:class:`Epsilon`       ``sum_j z_ij / (z_j + eps * sign(z_j)) R_j``   (paper 002 eq. 7; sign(0)=+1)
-:class:`Zero`          LRP-0, ``Epsilon(0)`` (0/0 treated as 0, paper 001 eq. 1)
-:class:`AlphaBeta`     ``sum_j (alpha z+_ij / z+_j - beta z-_ij / z-_j) R_j`` with alpha - beta = 1
-                       (paper 002 eq. 8, written there as alpha + beta = 1 with beta <= 0)
-:class:`ZPlus`         ``AlphaBeta(1, 0)``: only positive contributions
-:class:`WSquare`       ``sum_j w_ij^2 / sum_i' w_i'j^2 R_j``
-:class:`Flat`          ``sum_j 1 / n_j R_j`` (uniform over each unit's inputs; paper 001 Sec. 3)
-:class:`ZBox`          ``sum_j (x_i w_ij - l_i w+_ij - h_i w-_ij) / (...)_j R_j`` for inputs in
-                       ``[low, high]`` (the bounded input layer)
-:class:`WinnerTakesAll`max-pooling: all relevance to the arg-max input (the pooling switch)
-:class:`Pass`          relevance passes unchanged (ReLU, dropout, flatten, other activations)
-=====================  ====================================================================
+=======================  ==================================================================
+rule                     ``R_i =``
+=======================  ==================================================================
+:class:`Epsilon`         ``sum_j z_ij / (z_j + eps * sign(z_j)) R_j``  (sign(0) = +1)
+:class:`Zero`            LRP-0, ``Epsilon(0)`` (0/0 treated as 0)
+:class:`AlphaBeta`       ``sum_j (alpha z+_ij / z+_j - beta z-_ij / z-_j) R_j``, alpha - beta = 1
+:class:`ZPlus`           ``AlphaBeta(1, 0)``: only positive contributions
+:class:`Gamma`           ``sum_j (z_ij + gamma z+_ij) / (z_j + gamma z+_j) R_j``
+:class:`WSquare`         ``sum_j w_ij^2 / sum_i' w_i'j^2 R_j``
+:class:`Flat`            ``sum_j 1 / n_j R_j`` (uniform over each unit's inputs)
+:class:`ZBox`            ``sum_j (x_i w_ij - l_i w+_ij - h_i w-_ij) / (...)_j R_j``,
+                         inputs in ``[low, high]`` (the bounded input layer)
+:class:`WinnerTakesAll`  max-pooling: all relevance to the arg-max input (the pooling switch)
+:class:`Pass`            relevance passes unchanged (ReLU, dropout, flatten, activations)
+=======================  ==================================================================
 
-Biases: papers 000 (eq. 7-8) and 002 (eq. 7-8) write ``z_j = sum_i z_ij`` for bias-free
-units.  lrpkit follows the paper both cite for the rules (Bach et al. 2015, their ref. [1]),
-which keeps the bias in the denominator: the epsilon rule uses ``z_j = sum_i z_ij + b_j``
-(relevance the bias absorbs is lost), alpha-beta puts ``b+`` into ``z+_j`` and ``b-`` into
-``z-_j`` (zennit and captum do the same); flat, w-square and the ``l``/``h`` terms of z-box
-ignore it.  With zero biases both readings agree, and z+, alpha-beta, flat, w-square and
-LRP-0 conserve relevance exactly.
+What the engine must know about a rule is declared on its class (and enforced there):
+
+* ``ops`` -- the op kinds it applies to (``"conv"``, ``"linear"``, ``"bn"``, ``"avgpool"``,
+  ``"maxpool"``, ``"sum"``, ``"relu"``, ``"identity"``, ``"other"``); the engine refuses
+  any other layer;
+* ``needs_input`` / ``needs_output`` -- whether :meth:`Rule.backward` reads the layer input
+  ``saved.x`` / output ``saved.z``; the engine keeps exactly these (the other is ``None``);
+* ``reaches_dead_units`` -- whether inputs equal to 0 may receive relevance (``R_in`` is not
+  of the form ``x * (...)``: flat, w-square, z-box).  While no such rule runs above the
+  input layer, a ReLU after a layer whose rule keeps its output may overwrite that output in
+  place: relevance arriving at a dead unit is then 0, so ``relu(z)`` and ``z`` give the same
+  ``R_in`` (see the engine).
+
+A new rule is a subclass with ``forward`` (optional: the default computes the layer output)
+and ``backward``; see the README ("Adding a rule").
+
+Biases: Montavon et al. (2017) and Lapuschkin et al. (CVPR 2016) write ``z_j = sum_i z_ij`` for
+bias-free units.  lrpkit follows Bach et al. (2015), which keeps the bias in the
+denominator: the epsilon rule uses ``z_j = sum_i z_ij + b_j`` (relevance the bias absorbs is
+lost), alpha-beta puts ``b+`` into ``z+_j`` and ``b-`` into ``z-_j``, gamma adds ``gamma b+``
+(zennit and captum do the same); flat, w-square and the ``l``/``h`` terms of z-box ignore
+it.  With zero biases both readings agree, and z+, alpha-beta, flat, w-square and LRP-0
+conserve relevance exactly.
 """
 from __future__ import annotations
 
-
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 
-__all__ = ["Rule", "Epsilon", "Zero", "AlphaBeta", "ZPlus", "WSquare", "Flat", "ZBox",
-           "WinnerTakesAll", "Pass", "RULES"]
-
-
-def _sign0(z: torch.Tensor) -> torch.Tensor:
-    """sign with sign(0) = +1 (the stabiliser never cancels the denominator)."""
-    return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+__all__ = ["Rule", "Saved", "Epsilon", "Zero", "AlphaBeta", "ZPlus", "Gamma", "WSquare", "Flat",
+           "ZBox", "WinnerTakesAll", "Pass", "OpGradient"]
 
 
 def _safe_div(a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """``a / d`` with ``x / 0 := 0`` (paper 001: "the case 0/0 is being treated as 0")."""
+    """``a / d`` with ``x / 0 := 0`` ("the case 0/0 is being treated as 0")."""
     return torch.where(d == 0, torch.zeros((), dtype=a.dtype, device=a.device), a / d)
 
 
-# ----------------------------------------------------------------------------------------
-# Linear operators: the forward map of a layer and its transpose, for any weight variant.
-# ----------------------------------------------------------------------------------------
-class LinearOp:
-    """A layer's affine map ``z = W x + b`` and its transpose ``W^T s`` for weight variants."""
-
-    #: whether several weight variants can be evaluated in one call (stacked weights)
-    stackable = False
-    has_weight = True
-
-    def fwd(self, x, w, b=None):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def bwd(self, s, w, in_shape):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def fwd_many(self, x, ws):
-        """``[W_k x]`` for several weights (no bias), one call where possible."""
-        if self.stackable and len(ws) > 1:
-            return list(self.fwd(x, torch.cat(ws, 0)).chunk(len(ws), self.channel_dim))
-        return [self.fwd(x, w) for w in ws]
-
-    def bwd_many(self, ss, ws, in_shape):
-        """``sum_k W_k^T s_k``, one call where possible."""
-        if self.stackable and len(ws) > 1:
-            return self.bwd(torch.cat(ss, self.channel_dim), torch.cat(ws, 0), in_shape)
-        out = self.bwd(ss[0], ws[0], in_shape)
-        for s, w in zip(ss[1:], ws[1:]):
-            out = out + self.bwd(s, w, in_shape)
-        return out
+def _stabilise(d: torch.Tensor, eps: float) -> torch.Tensor:
+    """``d + eps * sign(d)`` with sign(0) = +1, in place (``|result| >= eps``)."""
+    return d.abs().add_(eps).copysign_(d)
 
 
-class ConvOp(LinearOp):
-    channel_dim = 1
+class Saved(NamedTuple):
+    """What a rule's backward receives: the tensors it declared, the layer's parameters, the
+    rule's own ``extra`` state from :meth:`Rule.forward` and the input shape."""
 
-    def __init__(self, stride, padding, dilation, groups):
-        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-        self.stackable = groups == 1
-
-    def fwd(self, x, w, b=None):
-        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
-
-    def bwd(self, s, w, in_shape):
-        dummy = s.new_empty(1).expand(in_shape)
-        return torch.ops.aten.convolution_backward(
-            s, dummy, w, None, self.stride, self.padding, self.dilation, False, [0, 0],
-            self.groups, (True, False, False))[0]
-
-    def ones_weight(self, w):
-        return torch.ones_like(w)
+    x: torch.Tensor | None       # the layer input (rule.needs_input), else None
+    z: torch.Tensor | None       # the layer output (rule.needs_output), else None
+    w: torch.Tensor | None
+    b: torch.Tensor | None
+    extra: Any
+    in_shape: torch.Size
 
 
-class DenseOp(LinearOp):
-    channel_dim = -1
-    stackable = True
+class _RuleFunction(torch.autograd.Function):
+    """forward = the layer (through the rule), backward = the rule's closed form."""
 
-    def fwd(self, x, w, b=None):
-        return F.linear(x, w, b)
+    @staticmethod
+    def forward(ctx, x, rule, op):
+        w, b = op.params()
+        z, extra = rule.forward(op, x, w, b)
+        if extra is not None and not rule.needs_output:
+            _check_extra(rule, z, extra)
+        ctx.rule, ctx.op = rule, op
+        ctx.saved = Saved(x.detach() if rule.needs_input else None,
+                          z.detach() if rule.needs_output else None, w, b, extra, x.shape)
+        return z
 
-    def bwd(self, s, w, in_shape):
-        return (s @ w).reshape(in_shape)
-
-    def ones_weight(self, w):
-        return torch.ones_like(w)
-
-
-class ScaleOp(LinearOp):
-    """Per-channel affine map (a batch-norm that could not be folded): ``z = w_c x + b_c``."""
-
-    channel_dim = 1
-
-    def fwd(self, x, w, b=None):
-        z = x * w[None, :, None, None]
-        return z if b is None else z + b[None, :, None, None]
-
-    def bwd(self, s, w, in_shape):
-        return s * w[None, :, None, None]
-
-    def ones_weight(self, w):
-        return torch.ones_like(w)
+    @staticmethod
+    def backward(ctx, R):
+        saved, ctx.saved = ctx.saved, None
+        return ctx.rule.backward(ctx.op, saved, R), None, None
 
 
-class PoolOp(LinearOp):
-    """A weight-free linear pooling (average pools); the transpose is its vector-Jacobian product."""
-
-    has_weight = False
-    channel_dim = 1
-
-    def __init__(self, func, flat_func=None):
-        self.func = func            # x -> pooled x
-        self.flat_func = flat_func or func   # average over valid inputs (for the flat rule)
-
-    def fwd(self, x, w=None, b=None):
-        return self.func(x)
-
-    def _vjp(self, f, s, in_shape):
-        with torch.enable_grad():
-            xx = s.new_zeros(in_shape, requires_grad=True)
-            (g,) = torch.autograd.grad(f(xx), xx, s)
-        return g
-
-    def bwd(self, s, w, in_shape):
-        return self._vjp(self.func, s, in_shape)
-
-    def flat_bwd(self, R, in_shape):
-        return self._vjp(self.flat_func, R, in_shape)
+def _check_extra(rule: "Rule", z: torch.Tensor, extra: Any) -> None:
+    """A rule keeps the layer output only by declaring ``needs_output`` (an in-place ReLU may
+    overwrite it, and the engine must know): refuse an undeclared copy in ``extra``."""
+    items = extra if isinstance(extra, (tuple, list)) else (extra,)
+    ptr = z.data_ptr()
+    for t in items:
+        if isinstance(t, torch.Tensor) and t.data_ptr() == ptr and t.numel():
+            raise TypeError(f"{type(rule).__name__}.forward keeps the layer output in its extra "
+                            f"state; declare needs_output = True and read it as saved.z")
 
 
-# ----------------------------------------------------------------------------------------
-# Rules
-# ----------------------------------------------------------------------------------------
+def _same(u: Any, v: Any) -> bool:
+    if isinstance(u, torch.Tensor) or isinstance(v, torch.Tensor):
+        try:
+            tu, tv = torch.as_tensor(u), torch.as_tensor(v)
+        except (TypeError, ValueError, RuntimeError):
+            return False
+        return tu.shape == tv.shape and bool(torch.equal(tu.double().cpu(), tv.double().cpu()))
+    return u == v
+
+
+def _hash_key(v: Any) -> Any:
+    if isinstance(v, (torch.Tensor, int, float)):
+        return ("value", tuple(getattr(v, "shape", ())))  # equal values -> equal shapes
+    try:
+        hash(v)
+        return v
+    except TypeError:
+        return repr(type(v))
+
+
 class Rule:
-    """Base class.  ``forward(op, x, w, b) -> (z, state)``; ``backward(op, state, R) -> R_in``.
+    """Base class: ``forward(op, x, w, b) -> (z, extra)``; ``backward(op, saved, R) -> R_in``.
 
-    ``z_dependent``: the backward needs the layer output ``z`` (or the input); such outputs
-    are tagged so that a following in-place ReLU may overwrite them (see engine).
-    ``multiplicative``: ``R_in`` is ``x * (...)``, so inputs equal to 0 receive no relevance.
+    Class attributes declare what the engine must know (see the module doc): ``ops``,
+    ``needs_input``, ``needs_output``, ``reaches_dead_units``.  Parameters are the instance
+    attributes not starting with ``_`` (:meth:`params`); rules compare equal when their type
+    and parameter values (tensors included) are equal.
     """
 
-    z_dependent = True
-    multiplicative = True
-    #: layer kinds the rule applies to
-    kinds: frozenset = frozenset({"conv", "linear", "bn"})
+    ops: frozenset = frozenset({"conv", "linear", "bn"})
+    needs_input: bool = True
+    needs_output: bool = False
+    reaches_dead_units: bool = False
 
     def params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def __repr__(self) -> str:
-        ps = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        def short(v):
+            if isinstance(v, torch.Tensor):
+                return repr(v.tolist()) if v.numel() <= 8 else f"tensor{tuple(v.shape)}"
+            return repr(v)
+        ps = ", ".join(f"{k}={short(v)}" for k, v in self.params().items())
         return f"{type(self).__name__}({ps})"
 
     def __eq__(self, other):
-        return type(self) is type(other) and repr(self) == repr(other)
+        if type(self) is not type(other):
+            return NotImplemented if not isinstance(other, Rule) else False
+        a, b = self.params(), other.params()
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
 
     def __hash__(self):
-        return hash(repr(self))
+        return hash((type(self), tuple((k, _hash_key(v)) for k, v in self.params().items())))
 
-    def forward(self, op, x, w, b):  # pragma: no cover - interface
-        raise NotImplementedError
+    def __call__(self, op, x: torch.Tensor) -> torch.Tensor:
+        """Run the layer ``op`` on ``x`` with this rule's backward (called by the engine)."""
+        return _RuleFunction.apply(x, self, op)
 
-    def backward(self, op, state, R):  # pragma: no cover - interface
+    def forward(self, op, x, w, b) -> tuple[torch.Tensor, Any]:
+        """The layer output and the rule's extra state (default: the output, no state)."""
+        return op.fwd(x, w, b), None
+
+    def backward(self, op, saved: Saved, R: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
 
 class Epsilon(Rule):
-    """LRP-epsilon (paper 002 eq. 7, paper 000 eq. 7): ``z_ij / (z_j + eps sign(z_j))``.
+    """LRP-epsilon (Lapuschkin et al. CVPR 2016, eq. 7; Samek et al. 2017, eq. 7):
+    ``z_ij / (z_j + eps sign(z_j))``.
 
-    ``epsilon=0.01`` is paper 002's small setting (it also uses 100).  ``epsilon=0`` is LRP-0,
-    which equals gradient x input on ReLU networks.
+    ``epsilon=0.01`` is Samek et al.'s small setting (they also use 100).  ``epsilon=0`` is
+    LRP-0, which equals gradient x input on ReLU networks.
     """
 
-    kinds = frozenset({"conv", "linear", "bn", "avgpool", "sum"})
+    ops = frozenset({"conv", "linear", "bn", "avgpool", "sum"})
+    needs_output = True
 
     def __init__(self, epsilon: float = 0.01):
         epsilon = float(epsilon)
@@ -212,24 +194,19 @@ class Epsilon(Rule):
             raise ValueError(f"epsilon must be >= 0, got {epsilon!r}")
         self.epsilon = epsilon
 
-    def forward(self, op, x, w, b):
-        z = op.fwd(x, w, b)
-        return z, (x.detach(), z.detach(), w)
-
-    def backward(self, op, state, R):
-        x, z, w = state
+    def backward(self, op, saved, R):
+        x, z = saved.x, saved.z
         if self.epsilon:
-            # z + eps * sign(z) with sign(0) = +1; |d| >= eps, so no division by zero
-            s = z.abs().add_(self.epsilon).copysign_(z)
+            s = _stabilise(z, self.epsilon)  # |s| >= eps: no division by zero
             s = torch.div(R, s, out=s)
         else:
             s = _safe_div(R, z)
-        g = op.bwd(s, w, x.shape)
+        g = op.bwd(s, saved.w, x.shape)
         return g.mul_(x) if g.shape == x.shape else g * x
 
 
 class Zero(Epsilon):
-    """LRP-0: ``R_i = sum_j z_ij / z_j R_j`` (paper 001 eq. 1; 0/0 := 0)."""
+    """LRP-0: ``R_i = sum_j z_ij / z_j R_j`` (Bach et al. 2015; 0/0 := 0)."""
 
     def __init__(self):
         super().__init__(0.0)
@@ -238,31 +215,41 @@ class Zero(Epsilon):
         return {}
 
 
-class AlphaBeta(Rule):
-    """Alpha-beta rule (paper 002 eq. 8, paper 000 eq. 8) with ``alpha - beta = 1``.
+def _recip(z: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale / z`` for a one-signed denominator, 0 where ``z == 0`` (0/0 := 0).
 
-    ``alpha=2, beta=1`` is the setting of papers 001 (Sec. 2.1) and 002 (Sec. II-C); paper
-    002 writes the same rule with ``beta = -1`` and ``alpha + beta = 1``.  Inputs of either
-    sign are handled: ``z+_ij = (x_i w_ij)^+``.
+    A zero ``z+_j`` means every ``x_i w+_ij`` is 0, so unit j has nothing to redistribute
+    onto; its factor is set to 0 (also where ``1/z`` overflows).
+    """
+    r = z.reciprocal_().nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    return r.mul_(scale) if scale != 1 else r
+
+
+class AlphaBeta(Rule):
+    """Alpha-beta rule (Lapuschkin et al. CVPR 2016, eq. 8; Samek et al. 2017, eq. 8) with
+    ``alpha - beta = 1``.
+
+    ``alpha=2, beta=1`` is the setting of Lapuschkin et al. (ICIP 2016, Sec. 2.1) and Samek et al.
+    (2017, Sec. II-C); Samek et al. write the same rule with ``beta = -1`` and
+    ``alpha + beta = 1``.  Inputs of either sign are handled: ``z+_ij = (x_i w_ij)^+``.
     """
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0):
         alpha, beta = float(alpha), float(beta)
         if beta < 0 or abs(alpha - beta - 1.0) > 1e-9:
             raise ValueError(f"AlphaBeta needs beta >= 0 and alpha - beta = 1 for conservation "
-                             f"(paper 002 eq. 8), got alpha={alpha}, beta={beta}")
+                             f"(Samek et al. 2017, eq. 8), got alpha={alpha}, beta={beta}")
         self.alpha, self.beta = alpha, beta
+        # with beta > 0 the layer output is kept (like epsilon's): for x >= 0 the backward
+        # takes z- = z - z+ from it and computes only z+ (one convolution fewer)
+        self._needs_output = beta > 0
 
-    def forward(self, op, x, w, b):
-        # The layer output (bit-identical to the model's forward) is kept, like epsilon's: for
-        # x >= 0 the backward gets z- = z - z+ from it and computes only z+ (one convolution
-        # fewer).  An in-place ReLU after the layer may overwrite it with relu(z): that is z
-        # wherever relevance arrives (dead units receive none under multiplicative rules).
-        z = op.fwd(x, w, b)
-        return z, (x.detach(), z.detach() if self.beta else None, w, b)
+    @property
+    def needs_output(self) -> bool:  # type: ignore[override]
+        return self._needs_output
 
-    def backward(self, op, state, R):
-        x, z, w, b = state
+    def backward(self, op, saved, R):
+        x, z, w, b = saved.x, saved.z, saved.w, saved.b
         shp = x.shape
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         bp = bn = None
@@ -299,16 +286,6 @@ class AlphaBeta(Rule):
         return op.bwd(sp, wp, shp).mul_(xp).add_(op.bwd(sp, wn, shp).mul_(xn))
 
 
-def _recip(z: torch.Tensor, scale: float) -> torch.Tensor:
-    """``scale / z`` for a one-signed denominator, 0 where ``z == 0`` (0/0 := 0, paper 001).
-
-    A zero ``z+_j`` means every ``x_i w+_ij`` is 0, so unit j has nothing to redistribute
-    onto; its factor is set to 0 (also where ``1/z`` overflows).
-    """
-    r = z.reciprocal_().nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-    return r.mul_(scale) if scale != 1 else r
-
-
 class ZPlus(AlphaBeta):
     """The z+ rule: ``AlphaBeta(alpha=1, beta=0)`` (positive contributions only)."""
 
@@ -319,84 +296,102 @@ class ZPlus(AlphaBeta):
         return {}
 
 
-def _add_bias(op, z, b):
-    if isinstance(op, ConvOp) or isinstance(op, ScaleOp):
-        return z + b[None, :, None, None]
-    return z + b
+class Gamma(Rule):
+    """LRP-gamma (Montavon et al. 2019, "Layer-wise relevance propagation: an overview",
+    Sec. 10.2.1): ``R_i = sum_j (z_ij + gamma z+_ij) / (z_j + gamma z+_j) R_j``.
+
+    For non-negative inputs this is the rule with weights ``w + gamma w+`` (and bias
+    ``b + gamma b+``), as zennit's ``Gamma`` and captum's ``GammaRule`` define it;
+    ``gamma=0`` is LRP-0 and ``gamma -> inf`` tends to z+.  Inputs of either sign are handled
+    as in :class:`AlphaBeta`: ``z+_ij = (x_i w_ij)^+``, i.e. weights ``w + gamma w+`` for
+    positive and ``w + gamma w-`` for negative inputs (zennit's positive-output branch; for
+    units with a negative output zennit 0.5 switches to ``w + gamma w-``, captum and the
+    paper do not).  The denominator is stabilised by ``epsilon * sign`` (zennit: 1e-6).
+    """
+
+    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6):
+        gamma, epsilon = float(gamma), float(epsilon)
+        if not gamma >= 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma!r}")
+        if not epsilon >= 0:
+            raise ValueError(f"epsilon must be >= 0, got {epsilon!r}")
+        self.gamma, self.epsilon = gamma, epsilon
+
+    def _div(self, R, d):
+        return torch.div(R, _stabilise(d, self.epsilon)) if self.epsilon else _safe_div(R, d)
+
+    def backward(self, op, saved, R):
+        x, w, b, shp = saved.x, saved.w, saved.b, saved.in_shape
+        g = self.gamma
+        wg = w + g * w.clamp(min=0)
+        bg = None if b is None else b + g * b.clamp(min=0)
+        if not bool((x < 0).any()):
+            s = self._div(R, op.fwd(x, wg, bg))
+            return op.bwd(s, wg, shp).mul_(x)
+        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        wn = w + g * w.clamp(max=0)
+        s = self._div(R, op.fwd(xp, wg, bg).add_(op.fwd(xn, wn)))
+        return op.bwd(s, wg, shp).mul_(xp).add_(op.bwd(s, wn, shp).mul_(xn))
 
 
 class _InputFree(Rule):
     """Rules whose redistribution ignores the input values (w-square, flat)."""
 
-    z_dependent = False
-    multiplicative = False
+    needs_input = False
+    reaches_dead_units = True
 
-    def _weight(self, op, w):  # pragma: no cover - interface
+    def _map(self, op, w):  # pragma: no cover - interface
+        """``(op, weight)`` of the non-negative map whose shares are used."""
         raise NotImplementedError
 
     def forward(self, op, x, w, b):
         z = op.fwd(x, w, b)
-        v = self._weight(op, w)
-        ones = x.new_ones((1,) + tuple(x.shape[1:]))
-        n = op.fwd(ones, v)
-        return z, (tuple(x.shape), n, v)
+        mop, v = self._map(op, w)
+        n = mop.fwd(x.new_ones((1,) + tuple(x.shape[1:])), v)
+        return z, (mop, n, v)
 
-    def backward(self, op, state, R):
-        shape, n, v = state
-        return op.bwd(_safe_div(R, n), v, shape)
+    def backward(self, op, saved, R):
+        mop, n, v = saved.extra
+        return mop.bwd(_safe_div(R, n), v, saved.in_shape)
 
 
 class WSquare(_InputFree):
-    """w^2 rule: ``R_i = sum_j w_ij^2 / sum_i' w_i'j^2 R_j`` (bias ignored)."""
+    """w^2 rule (Montavon et al. 2017): ``R_i = sum_j w_ij^2 / sum_i' w_i'j^2 R_j`` (bias
+    ignored)."""
 
-    def _weight(self, op, w):
-        return w * w
+    def _map(self, op, w):
+        return op, w * w
 
 
 class Flat(_InputFree):
     """Flat rule: ``R_i = sum_j R_j / n_j``, every input of unit j gets an equal share.
 
-    On pooling layers it spreads over the pooling window; it is the rule of the
-    mapping-influence cut-off (paper 001 Sec. 3).
+    On pooling layers it spreads over the pooling window, on a residual sum half to each
+    branch; it is the rule of the mapping-influence cut-off (Lapuschkin et al. ICIP 2016, Sec. 3).
     """
 
-    kinds = frozenset({"conv", "linear", "bn", "avgpool", "maxpool", "sum"})
+    ops = frozenset({"conv", "linear", "bn", "avgpool", "maxpool", "sum"})
 
-    def _weight(self, op, w):
-        return op.ones_weight(w)
-
-    def forward(self, op, x, w, b):
-        if isinstance(op, PoolOp):
-            return op.fwd(x), (tuple(x.shape),)
-        return super().forward(op, x, w, b)
-
-    def backward(self, op, state, R):
-        if isinstance(op, PoolOp):
-            return op.flat_bwd(R, state[0])
-        return super().backward(op, state, R)
+    def _map(self, op, w):
+        return op.ones(w)
 
 
 class ZBox(Rule):
-    """z^B rule for a bounded input layer, ``low <= x <= high`` (Montavon et al. 2017).
+    """z^B rule for a bounded input layer, ``low <= x <= high`` (Montavon et al. 2017,
+    "Explaining nonlinear classification decisions with deep Taylor decomposition").
 
     ``low`` / ``high``: scalars or tensors broadcastable to one input ``(C, H, W)`` (e.g.
     ``(C, 1, 1)`` per-channel bounds: the normalised images of 0 and 1).
     """
 
-    multiplicative = False
-    kinds = frozenset({"conv", "linear"})
+    ops = frozenset({"conv", "linear"})
+    reaches_dead_units = True
 
     def __init__(self, low: Any, high: Any):
         if low is None or high is None:
             raise ValueError("ZBox needs the input bounds: ZBox(low, high), e.g. the normalised "
                              "values of pixel 0 and pixel 1 per channel")
         self.low, self.high = low, high
-
-    def params(self):
-        def short(v):
-            return v.tolist() if isinstance(v, torch.Tensor) and v.numel() <= 8 else (
-                "tensor" if isinstance(v, torch.Tensor) else v)
-        return {"low": short(self.low), "high": short(self.high)}
 
     def _bound(self, v, x):
         t = torch.as_tensor(v, dtype=x.dtype, device=x.device)
@@ -412,42 +407,42 @@ class ZBox(Rule):
         l, h = self._bound(self.low, x), self._bound(self.high, x)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         z = op.fwd(x, w, b)
-        zl, zh = op.fwd(l, wp), op.fwd(h, wn)
-        d = z - zl - zh
-        return z, (x.detach(), l, h, d, w, wp, wn)
+        d = z - op.fwd(l, wp) - op.fwd(h, wn)
+        return z, (l, h, d, wp, wn)
 
-    def backward(self, op, state, R):
-        x, l, h, d, w, wp, wn = state
+    def backward(self, op, saved, R):
+        x, w = saved.x, saved.w
+        l, h, d, wp, wn = saved.extra
         s = _safe_div(R, d)
         shp = x.shape
         return x * op.bwd(s, w, shp) - l * op.bwd(s, wp, shp) - h * op.bwd(s, wn, shp)
 
 
-class WinnerTakesAll(Rule):
-    """Max-pooling: the relevance goes to the input that won the max (paper 002 'unpooling')."""
+class OpGradient(Rule):
+    """Relevance flows back as the gradient of the op's own forward (no closed form of
+    its own): the base of :class:`WinnerTakesAll` and :class:`Pass`."""
 
-    z_dependent = False
-    kinds = frozenset({"maxpool"})
+    needs_input = False
+
+    def __call__(self, op, x):
+        return op.fwd(x)
 
     def params(self):
         return {}
 
 
-class Pass(Rule):
+class WinnerTakesAll(OpGradient):
+    """Max-pooling: the relevance goes to the input that won the max (the 'unpooling' of
+    Samek et al. 2017; the gradient of the max-pool)."""
+
+    ops = frozenset({"maxpool"})
+
+
+class Pass(OpGradient):
     """Relevance passes unchanged (ReLU and other element-wise activations, dropout, flatten).
 
     Assign it by name to an activation lrpkit does not know, e.g.
     ``rules={"features.3": Pass()}`` for a LeakyReLU.
     """
 
-    z_dependent = False
-    kinds = frozenset({"relu", "identity", "other"})
-
-    def params(self):
-        return {}
-
-
-#: rule name -> class, for configs (``{"rule": "epsilon", "epsilon": 0.25}``)
-RULES = {"epsilon": Epsilon, "zero": Zero, "lrp0": Zero, "alpha_beta": AlphaBeta,
-         "zplus": ZPlus, "wsquare": WSquare, "flat": Flat, "zbox": ZBox,
-         "winner_takes_all": WinnerTakesAll, "pass": Pass}
+    ops = frozenset({"relu", "identity", "other"})

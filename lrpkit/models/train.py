@@ -24,6 +24,7 @@ threads.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -36,21 +37,17 @@ import torch
 import xarray as xr
 from torch import nn
 
+from ..config import CNNConfig
 from ..data import transforms as T
+from ..explain import eval_mode
 from ..results import atomic_dir, make_attrs, save_dataset
 from .cnn import SceneCNN, save_cnn
 
-__all__ = ["hinge_loss", "evaluate_map", "train_cnn", "train_from_config", "TrainResult",
+__all__ = ["hinge_loss", "evaluate_map", "train_cnn", "cnn_params", "TrainResult",
            "SplitData", "load_split", "TRAIN_DEFAULTS", "checkpoint_name"]
 
-#: Defaults of :func:`train_cnn` (the ``cnn:`` section of ``configs/default.yaml`` states them).
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "epochs": 8, "lr": 3e-3, "batch_size": 64, "checkpoints": [0, 1, 2, 4, 8],
-    "optimizer": "adam", "momentum": 0.9, "weight_decay": 1e-4, "warmup": 0.05,
-    "size": T.DEFAULT_SIZE, "crop": T.DEFAULT_CROP,
-    "width": 8, "mult": [1, 2, 4, 8], "convs_per_stage": 1, "hidden": 128, "dropout": 0.5,
-    "num_threads": None, "train_split": "train", "val_split": "val", "test_split": "test",
-}
+#: Defaults of :func:`train_cnn`: those of :class:`lrpkit.config.CNNConfig` (read-only copy).
+TRAIN_DEFAULTS: dict[str, Any] = CNNConfig().to_dict()
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -157,9 +154,7 @@ def _model_sizes(model: nn.Module, size: int | None, crop: int | None) -> tuple[
 @torch.no_grad()
 def _scores(model: nn.Module, data: SplitData, crop: int, batch_size: int = 128,
             progress: bool = False) -> np.ndarray:
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = []
         starts = range(0, len(data), batch_size)
         if progress:
@@ -170,21 +165,6 @@ def _scores(model: nn.Module, data: SplitData, crop: int, batch_size: int = 128,
             out.append(model(x).float().cpu())
         n_out = out[0].shape[1] if out else data.labels.shape[1]
         return torch.cat(out).numpy() if out else np.zeros((0, n_out), np.float32)
-    finally:
-        model.train(was_training)
-
-
-def _average_precision(labels: np.ndarray, scores: np.ndarray,
-                       ignore: np.ndarray | None = None) -> np.ndarray:
-    from sklearn.metrics import average_precision_score
-
-    ap = np.full(labels.shape[1], np.nan)
-    for c in range(labels.shape[1]):
-        keep = ~ignore[:, c] if ignore is not None else slice(None)
-        y = labels[keep, c] > 0.5
-        if y.any():
-            ap[c] = average_precision_score(y, scores[keep, c])
-    return ap
 
 
 def _ignore_np(data: SplitData) -> np.ndarray | None:
@@ -198,11 +178,10 @@ def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
     """Per-class average precision and mAP of ``model`` on one centre crop per image.
 
     Paper 000 App. E scores a test image with its centre crop only; AP is
-    :func:`sklearn.metrics.average_precision_score` (the non-interpolated area under the
-    precision-recall curve; VOC2007's official AP interpolates at 11 recall points and is
-    slightly higher).  Classes without positives get ``NaN`` and are skipped by the mean;
-    images marked ``ignore`` for a class (VOC: only difficult objects of it) are left out of
-    that class's AP, as in the VOC devkit.
+    :func:`lrpkit.evaluate.metrics.average_precision` (non-interpolated; its module docstring
+    documents the treatment of classes without positives, ``NaN`` and skipped by the mean, and
+    of images marked ``ignore`` for a class, VOC's difficult-only pairs, left out of that
+    class's AP).
 
     Returns an ``xr.Dataset`` with ``ap`` (``class``), ``n_positive`` (``class``),
     ``scores`` and ``labels`` (``image``, ``class``), the scalar ``mAP``, and attrs ``mAP``,
@@ -222,8 +201,9 @@ def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
     if model_classes is not None and list(model_classes) != list(data.classes):
         raise ValueError(f"the model's classes {list(model_classes)} differ from the data's "
                          f"{list(data.classes)} (order matters); pass classes=... to match")
-    ap = _average_precision(labels, scores, _ignore_np(data))
-    m_ap = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
+    from ..evaluate.metrics import mean_average_precision  # lazy: evaluate imports models' users
+
+    m_ap, ap = mean_average_precision(labels, scores, _ignore_np(data))
     ds = xr.Dataset(
         {"ap": ("class", ap), "n_positive": ("class", labels.sum(0).astype(np.int64)),
          "scores": (("image", "class"), scores.astype(np.float32)),
@@ -231,7 +211,7 @@ def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
          "mAP": ((), m_ap)},
         coords={"class": np.array(data.classes, dtype=str), "image": np.array(data.ids, dtype=str)},
         attrs=make_attrs(config, mAP=m_ap, split=split, size=size, crop=crop,
-                         metric="sklearn.metrics.average_precision_score, centre crop (paper 000 App. E)"),
+                         metric="lrpkit.evaluate.metrics.average_precision, centre crop (paper 000 App. E)"),
     )
     ds["ap"].attrs["description"] = "average precision per class"
     return ds
@@ -286,18 +266,35 @@ def _history_dataset(rows: list[dict], val_ap: list[np.ndarray], classes: list[s
     return ds
 
 
-def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN_DEFAULTS["epochs"],
-              lr: float = TRAIN_DEFAULTS["lr"], batch_size: int = TRAIN_DEFAULTS["batch_size"], seed: int = 0,
-              checkpoints: Sequence[int] = tuple(TRAIN_DEFAULTS["checkpoints"]),
-              classes: Sequence[str] | None = None, progress: bool = True,
-              optimizer: str = TRAIN_DEFAULTS["optimizer"], momentum: float = TRAIN_DEFAULTS["momentum"],
-              weight_decay: float = TRAIN_DEFAULTS["weight_decay"], warmup: float = TRAIN_DEFAULTS["warmup"],
-              size: int = TRAIN_DEFAULTS["size"], crop: int = TRAIN_DEFAULTS["crop"],
-              width: int = TRAIN_DEFAULTS["width"], mult: Sequence[int] = tuple(TRAIN_DEFAULTS["mult"]),
-              convs_per_stage: int = TRAIN_DEFAULTS["convs_per_stage"], hidden: int = TRAIN_DEFAULTS["hidden"],
-              dropout: float = TRAIN_DEFAULTS["dropout"], num_threads: int | None = None,
-              train_split: str = "train", val_split: str | None = "val", test_split: str | None = "test",
-              deterministic: bool = True, channels_last: bool = True, config: Mapping[str, Any] | None = None) -> TrainResult:
+def cnn_params(params: "CNNConfig | Mapping[str, Any] | None" = None, **overrides: Any) -> CNNConfig:
+    """The training settings as a :class:`~lrpkit.config.CNNConfig`: ``params`` (a section, a
+    mapping of some of its keys, or ``None`` for the defaults) with ``overrides`` on top.
+
+    Raises ``TypeError`` for a key the section does not have (naming the allowed ones) or a
+    value of the wrong type.
+    """
+    if params is None:
+        p = CNNConfig()
+    elif isinstance(params, CNNConfig):
+        p = copy.deepcopy(params)
+    elif isinstance(params, Mapping):
+        try:
+            p = CNNConfig.from_mapping(params)
+        except ValueError as exc:
+            raise TypeError(str(exc)) from None
+    else:
+        raise TypeError(f"params must be a CNNConfig or a mapping, got {type(params).__name__}")
+    for k, v in overrides.items():
+        try:
+            p[k] = v
+        except KeyError as exc:
+            raise TypeError(exc.args[0]) from None
+    return p
+
+
+def train_cnn(data_root: Any, out_dir: str | os.PathLike, params: "CNNConfig | Mapping[str, Any] | None" = None,
+              *, seed: int = 0, progress: bool = True, config: Mapping[str, Any] | None = None,
+              **overrides: Any) -> TrainResult:
     """Train a :class:`SceneCNN` with the multi-label hinge loss of paper 000 App. E.
 
     Parameters
@@ -306,42 +303,47 @@ def train_cnn(data_root: Any, out_dir: str | os.PathLike, *, epochs: int = TRAIN
         mapping ``{split: dataset}`` of VOC-style datasets.
     out_dir : where ``cnn_epoch{e:03d}.pt``, ``cnn.pt``, ``history.nc`` and ``test_map.nc``
         are written (atomically).
-    epochs, lr, batch_size : optimisation; ``lr`` is the peak rate of the warm-up + cosine
-        schedule (``warmup`` = fraction of all steps).
+    params : the ``cnn`` config section (:class:`lrpkit.config.CNNConfig`, whose defaults and
+        field comments document every setting), a mapping of some of its keys, or ``None``.
     seed : seeds initialisation, shuffling, crop/mirror views and dropout.
-    checkpoints : epochs after which a checkpoint is kept (``0`` = before training); the last
-        epoch is always saved, also as ``cnn.pt``.
-    classes : subset / order of classes (default: all classes of the data).
-    optimizer : ``"adam"`` (default) or ``"sgd"`` (Nesterov, ``momentum``).
-    size, crop : padded square side ``S`` and crop ``c`` (:mod:`lrpkit.data.transforms`).
-    width, mult, convs_per_stage, hidden, dropout : :class:`SceneCNN` architecture.
-    num_threads : torch intra-op threads during training (restored afterwards).
-    train_split, val_split, test_split : split names; ``None`` skips validation / test.
-    deterministic : use ``torch.use_deterministic_algorithms`` while training.
-    channels_last : train in the channels-last memory format (faster on CPU; the returned
-        model and the checkpoints are ordinary contiguous tensors).
-    config : recorded in the attrs of the written Datasets.
+    progress : tqdm progress bars.
+    config : the whole configuration, recorded in the attrs of the written Datasets.
+    **overrides : single ``CNNConfig`` fields on top of ``params`` (``epochs=3``, ...).
+
+    The settings: ``epochs``, ``lr`` (peak rate of the warm-up + cosine schedule, ``warmup``
+    = fraction of all steps), ``batch_size``; ``checkpoints`` (epochs after which a checkpoint
+    is kept, ``0`` = before training; the last epoch is always saved, also as ``cnn.pt``);
+    ``classes`` (subset / order of classes, default all); ``optimizer`` ``"adam"`` or
+    ``"sgd"`` (Nesterov, ``momentum``); ``size``, ``crop`` (:mod:`lrpkit.data.transforms`);
+    ``width``, ``mult``, ``convs_per_stage``, ``hidden``, ``dropout`` (:class:`SceneCNN`);
+    ``num_threads`` (torch intra-op threads while training, restored afterwards);
+    ``train_split``, ``val_split``, ``test_split`` (``None`` skips validation / test);
+    ``deterministic`` (``torch.use_deterministic_algorithms`` while training);
+    ``channels_last`` (train in channels-last memory format, faster on CPU; the returned model
+    and the checkpoints are ordinary contiguous tensors).
     """
-    if int(epochs) < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs!r}")
-    if float(lr) <= 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-    if int(crop) > int(size):
-        raise ValueError(f"crop={crop} must not exceed size={size}")
-    epochs, batch_size, seed = int(epochs), int(batch_size), int(seed)
-    ckpt_epochs = sorted({int(e) for e in (checkpoints or ()) if 0 <= int(e) <= epochs} | {epochs})
+    p = cnn_params(params, **overrides)
+    if int(p.epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {p.epochs!r}")
+    if float(p.lr) <= 0:
+        raise ValueError(f"lr must be > 0, got {p.lr!r}")
+    if int(p.batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {p.batch_size!r}")
+    if p.optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {p.optimizer!r}")
+    if int(p.crop) > int(p.size):
+        raise ValueError(f"crop={p.crop} must not exceed size={p.size}")
+    epochs, batch_size, seed = int(p.epochs), int(p.batch_size), int(seed)
+    ckpt_epochs = sorted({int(e) for e in (p.checkpoints or ()) if 0 <= int(e) <= epochs} | {epochs})
     final_dir = Path(out_dir)
     # everything is written to a fresh folder beside out_dir and swapped into place at the end:
     # no checkpoints of an earlier run mix with this one's, and a crash leaves out_dir as it was
     with atomic_dir(final_dir) as work:
-        return _train(work, final_dir, data_root, classes, progress, epochs, lr, batch_size, seed,
-                      ckpt_epochs, optimizer, momentum, weight_decay, warmup, size, crop, width,
-                      mult, convs_per_stage, hidden, dropout, num_threads, train_split, val_split,
-                      test_split, deterministic, channels_last, config)
+        return _train(work, final_dir, data_root, p.classes, progress, epochs, p.lr, batch_size, seed,
+                      ckpt_epochs, p.optimizer, p.momentum, p.weight_decay, p.warmup, p.size, p.crop,
+                      p.width, tuple(p.mult), p.convs_per_stage, p.hidden, p.dropout, p.num_threads,
+                      p.train_split, p.val_split, p.test_split, p.deterministic, p.channels_last,
+                      config)
 
 
 def _train(out_dir, final_dir, data_root, classes, progress, epochs, lr, batch_size, seed,
@@ -370,6 +372,8 @@ def _train(out_dir, final_dir, data_root, classes, progress, epochs, lr, batch_s
 
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
+    from ..evaluate.metrics import mean_average_precision  # lazy: evaluate imports models' users
+
     written: dict[int, Path] = {}
     rows: list[dict] = []
     val_aps: list[np.ndarray] = []
@@ -431,8 +435,8 @@ def _train(out_dir, final_dir, data_root, classes, progress, epochs, lr, batch_s
                 elapsed += dt
                 model.eval()
                 if val is not None and len(val):
-                    ap = _average_precision(val.labels.numpy(), _scores(model, val, crop), _ignore_np(val))
-                    v_map = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
+                    v_map, ap = mean_average_precision(val.labels.numpy(), _scores(model, val, crop),
+                                                       _ignore_np(val))
                 else:
                     ap, v_map = np.full(n_classes, np.nan), float("nan")
                 rows.append({"epoch": epoch, "train_loss": loss_sum / n_seen, "val_map": v_map,
@@ -461,32 +465,3 @@ def _train(out_dir, final_dir, data_root, classes, progress, epochs, lr, batch_s
         save_dataset(test_map, out_dir / "test_map.nc")
     return TrainResult(model, history, test_map, final_dir, final_dir / final_path.name,
                        {e: final_dir / p.name for e, p in sorted(written.items())}, elapsed)
-
-
-def train_from_config(cfg: Mapping[str, Any] | str | os.PathLike | None = None, *,
-                      progress: bool = True, **overrides: Any) -> TrainResult:
-    """Train the scene CNN from a config (dict, name such as ``"default"``/``"smoke"``, or path).
-
-    Reads ``paths.scenes`` (data, via :func:`lrpkit.config.resolve_path`), ``paths.models``
-    (files go to its sub-folder ``cnn/``: ``cnn.pt``, ``cnn_epoch*.pt``, ``history.nc``,
-    ``test_map.nc``), ``seed`` and the ``cnn:`` section (keys of :data:`TRAIN_DEFAULTS`);
-    keyword ``overrides`` win over the ``cnn:`` section.
-    """
-    from ..config import load_config, resolve_path
-
-    if not (isinstance(cfg, Mapping) and "paths" in cfg):
-        cfg = load_config(cfg)
-    params = dict(cfg.get("cnn") or {})
-    params.update(overrides)
-    unknown = sorted(set(params) - set(TRAIN_DEFAULTS) - {"classes", "deterministic", "channels_last"})
-    if unknown:
-        raise ValueError(f"unknown key(s) in the cnn: config section: {unknown}; "
-                         f"known: {sorted(TRAIN_DEFAULTS)}")
-    scenes = resolve_path(cfg, "scenes")
-    out_dir = resolve_path(cfg, "models") / "cnn"
-    if "checkpoints" in params and params["checkpoints"] is not None:
-        params["checkpoints"] = tuple(params["checkpoints"])
-    if "mult" in params:
-        params["mult"] = tuple(params["mult"])
-    return train_cnn(scenes, out_dir, seed=int(cfg.get("seed", 0)), progress=progress,
-                     config={k: v for k, v in cfg.items()}, **params)

@@ -1,0 +1,647 @@
+"""Region perturbation and AOPC (Samek et al. 2017), deletion / insertion (Petsiuk et al. 2018).
+
+Region perturbation -- Samek, Binder, Montavon, Lapuschkin, Mueller, "Evaluating the
+visualization of what a deep neural network has learned", IEEE TNNLS 2017, Sec. III:
+
+* a heatmap orders image locations ``O = (r_1, ..., r_L)`` (eq. 9, 10: most relevant first);
+* MoRF perturbation (eq. 11): ``x^(0) = x``, ``x^(k) = g(x^(k-1), r_k)``, where ``g`` replaces the
+  ``m x m`` region at ``r_k`` (the paper: uniform random values, 9 x 9 regions, 100 steps,
+  10 repeats);
+* AOPC (eq. 12): ``1/(L+1) sum_{k=0..L} f(x^(0)) - f(x^(k))``, averaged over images; a good
+  heatmap makes the score drop fast, i.e. a large AOPC.  Fig. 4 plots it against ``L`` relative to
+  a random order (:func:`compare_methods`, ``aopc_minus_random``).
+
+Deletion / insertion -- Petsiuk, Das, Saenko, "RISE: Randomized Input Sampling for Explanation
+of Black-box Models", BMVC 2018, Sec. 4.1: the target probability as pixels are deleted in
+importance order (onto a zero substrate) or inserted into a blurred copy; the area under each
+curve (deletion: lower is better, insertion: higher is better).
+
+How it runs
+-----------
+Each (image, repeat) gets one *removal-rank map*: the step at which each pixel is perturbed
+(regions on the non-overlapping grid, or ``m x m`` windows centred on the most relevant pixels
+not yet perturbed).  The perturbed image of step ``k`` is then
+``where(rank < k, replacement, x)`` -- one broadcast over a whole batch of (image, repeat, step)
+triples, no loop over pixels or regions.  The replacement of an (image, repeat) is drawn once, so
+the recursion of eq. 11 holds exactly (a region keeps the values it got at its step).  All steps
+of all repeats of all images go through the model in batches of ``batch_size`` (default: as many
+as fit ``max_batch_mb`` of input), on the model's device; scores stay there until the end.
+
+Replacements ``g``
+------------------
+``"uniform"``  uniform values in ``bounds`` per channel (the paper's choice; ``bounds`` default to
+               the model's valid pixel range in its input space: lrpkit's normalised ``[0, 1]``
+               for torch modules, :func:`lrpkit.data.transforms.input_bounds`, and ``[0, 1]`` for
+               the Fisher-vector classifier);
+``"zero"``     zeros of the input space (Quantus' ``"black"``);
+``"mean"``     the image's mean colour;
+``"blur"``     a Gaussian blur of the image (``blur_sigma``, RISE's insertion substrate);
+``"road"``     the noisy linear imputation of ROAD (Rong et al., ICML 2022;
+               :func:`lrpkit.evaluate.road.noisy_linear_impute`), all removed pixels of step
+               ``k`` imputed at once from the kept ones, as ROAD does.
+
+``model`` is anything :func:`lrpkit.explain` accepts: a torch module on the normalised input or an
+object with ``decision_function`` (the Fisher-vector classifier on ``[0, 1]`` images, scored on
+the CPU).  ``f`` is the target's output (the class score / logit).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+
+from ..explain import eval_mode, explain, model_scores, resolve_target
+from .road import noisy_linear_impute
+
+__all__ = ["ORDERS", "REPLACEMENTS", "REGIONS", "PAPER_002_METHODS", "region_perturbation",
+           "compare_methods", "deletion_insertion", "removal_ranks", "gaussian_blur",
+           "aopc_from_scores", "scaled_region_size", "explain_batched"]
+
+ORDERS = ("morf", "lerf", "random")
+REPLACEMENTS = ("uniform", "zero", "mean", "blur", "road")
+REGIONS = ("grid", "centred")
+_INF_RANK = torch.iinfo(torch.int32).max
+
+#: The heatmap methods of paper 002 Fig. 4 as :func:`compare_methods` specs (``lrp`` composites:
+#: alpha2_beta1 = eq. 8 with alpha = 2, beta = 1 on convolutions; epsilon = eq. 7 everywhere;
+#: sensitivity = eq. 3 with the l2 or l-inf norm over channels).
+PAPER_002_METHODS: dict[str, dict[str, Any]] = {
+    "LRP a2b1": {"method": "lrp", "composite": "alpha2_beta1"},
+    "LRP eps=0.01": {"method": "lrp", "composite": "epsilon", "epsilon": 0.01},
+    "LRP eps=1": {"method": "lrp", "composite": "epsilon", "epsilon": 1.0},
+    "LRP eps=100": {"method": "lrp", "composite": "epsilon", "epsilon": 100.0},
+    "sensitivity l2": {"method": "sensitivity", "norm": "l2"},
+    "sensitivity linf": {"method": "sensitivity", "norm": "linf"},
+    "deconvnet": {"method": "deconvnet"},
+    "guided backprop": {"method": "guided_backprop"},
+    "gradient x input": {"method": "gradient_x_input"},
+}
+
+
+def scaled_region_size(size: int, image_side: int, reference_side: int = 227) -> int:
+    """A region side of paper 002 (given at its 227 px input) scaled to ``image_side`` pixels
+    (rounded, at least 1): 9 px at 227 px -> 4 px at 112 px."""
+    if size < 1 or image_side < 1 or reference_side < 1:
+        raise ValueError(f"sizes must be positive, got {size}, {image_side}, {reference_side}")
+    return max(1, int(round(size * image_side / reference_side)))
+
+
+# --------------------------------------------------------------------------------- helpers
+
+def _device(model: Any) -> torch.device:
+    if isinstance(model, torch.nn.Module):
+        for t in model.parameters():
+            return t.device
+        for t in model.buffers():
+            return t.device
+    return torch.device("cpu")
+
+
+def _check_x(x: Any) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x must have rank 4 (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("x is an empty batch")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or infinite values")
+    return x
+
+
+def _check_heatmaps(heatmaps: Any, x: torch.Tensor, name: str = "heatmaps") -> torch.Tensor:
+    """``(N, H, W)`` float maps (``(N, C, H, W)`` relevance is summed over channels)."""
+    if heatmaps is None:
+        raise ValueError(f"{name} is None; pass relevance maps (order='random' ignores the values)")
+    if isinstance(heatmaps, np.ndarray):
+        heatmaps = torch.from_numpy(heatmaps)
+    if not isinstance(heatmaps, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor or array, got {type(heatmaps).__name__}")
+    h = heatmaps.detach()
+    if h.dim() == 4:
+        h = h.sum(1)
+    if h.dim() != 3:
+        raise ValueError(f"{name} must be (N, H, W) or (N, C, H, W), got shape {tuple(heatmaps.shape)}")
+    if h.shape[0] != x.shape[0] or h.shape[-2:] != x.shape[-2:]:
+        raise ValueError(f"{name} shape {tuple(heatmaps.shape)} differs from the image batch "
+                         f"{tuple(x.shape)}: need one (H, W) = {tuple(x.shape[-2:])} map per image")
+    h = h.float()
+    if not bool(torch.isfinite(h).all()):
+        bad = int((~torch.isfinite(h)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite relevance values")
+    return h
+
+
+def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value.lower()
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _bounds(model: Any, bounds: Any, C: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if bounds is None:
+        if isinstance(model, torch.nn.Module):
+            from ..data.transforms import input_bounds
+            low, high = input_bounds()
+            if C != low.shape[0]:
+                low, high = torch.zeros(C, 1, 1), torch.ones(C, 1, 1)
+        else:
+            low, high = torch.zeros(C, 1, 1), torch.ones(C, 1, 1)
+    else:
+        try:
+            low, high = bounds
+        except (TypeError, ValueError):
+            raise ValueError(f"bounds must be (low, high), got {bounds!r}") from None
+        low = torch.as_tensor(low, dtype=torch.float32).reshape(-1, 1, 1).expand(C, 1, 1)
+        high = torch.as_tensor(high, dtype=torch.float32).reshape(-1, 1, 1).expand(C, 1, 1)
+        if bool((high < low).any()):
+            raise ValueError(f"bounds: high must be >= low, got {bounds!r}")
+    return low.to(device).float(), high.to(device).float()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float = 5.0, ksize: int | None = None) -> torch.Tensor:
+    """Separable Gaussian blur of ``(N, C, H, W)`` (reflect padding; RISE: ``sigma=5``, 11 taps)."""
+    if sigma <= 0:
+        return x.clone()
+    ksize = int(ksize or 2 * math.ceil(2 * sigma) + 1)
+    ksize = max(3, ksize | 1)
+    t = torch.arange(ksize, dtype=x.dtype, device=x.device) - ksize // 2
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    N, C, H, W = x.shape
+    pad = ksize // 2
+    mode = "reflect" if pad < min(H, W) else "replicate"
+    v = x.reshape(N * C, 1, H, W)
+    v = F.conv2d(F.pad(v, (pad, pad, 0, 0), mode=mode), g.view(1, 1, 1, -1))
+    v = F.conv2d(F.pad(v, (0, 0, pad, pad), mode=mode), g.view(1, 1, -1, 1))
+    return v.view(N, C, H, W)
+
+
+class _Scorer:
+    """``f_target`` of a batch on the model's device (torch) or via ``model_scores``."""
+
+    def __init__(self, model: Any, score: str = "raw"):
+        self.model = model
+        self.torch = isinstance(model, torch.nn.Module)
+        self.score = score
+
+    def __call__(self, xb: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
+        if self.torch:
+            out = self.model(xb)
+        else:
+            out = model_scores(self.model, xb).to(xb.device)
+        if out.dim() == 1:
+            out = out[:, None]
+        out = out.float()
+        if self.score == "softmax":
+            out = out.softmax(1)
+        elif self.score == "sigmoid":
+            out = out.sigmoid()
+        return out.gather(1, tb[:, None].to(out.device))[:, 0]
+
+
+def _auto_batch(batch_size: Any, x: torch.Tensor, max_batch_mb: float) -> int:
+    if batch_size is not None:
+        return _positive_int(batch_size, "batch_size")
+    per = x[0].numel() * 4
+    return int(max(1, min(4096, (max_batch_mb * 2 ** 20) // per)))
+
+
+# --------------------------------------------------------------------------------- orders
+
+def _grid_ranks(h: torch.Tensor, m: int, order: str, R: int, gen: torch.Generator | None
+                ) -> tuple[torch.Tensor, int]:
+    """Removal ranks ``(N, R, H, W)`` (int32) of the non-overlapping ``m x m`` grid."""
+    N, H, W = h.shape
+    nh, nw = -(-H // m), -(-W // m)
+    hp = F.pad(h, (0, nw * m - W, 0, nh * m - H))
+    region_score = hp.view(N, nh, m, nw, m).sum((2, 4)).reshape(N, nh * nw)
+    nreg = nh * nw
+    if order == "random":
+        keys = torch.rand((N, R, nreg), generator=gen, device=h.device)
+        ordr = keys.argsort(-1)
+    else:
+        s = -region_score if order == "morf" else region_score
+        ordr = s.argsort(dim=-1, stable=True)[:, None].expand(N, R, nreg)
+    rank_of_region = torch.empty_like(ordr)
+    rank_of_region.scatter_(-1, ordr, torch.arange(nreg, device=h.device).expand_as(ordr))
+    rid = (torch.arange(H, device=h.device)[:, None] // m) * nw + \
+        (torch.arange(W, device=h.device)[None, :] // m)
+    ranks = rank_of_region[:, :, rid.reshape(-1)].view(N, R, H, W)
+    return ranks.to(torch.int32), nreg
+
+
+def _centred_ranks(h: torch.Tensor, m: int, order: str, R: int, steps: int,
+                   gen: torch.Generator | None) -> torch.Tensor:
+    """Removal ranks ``(N, R, H, W)`` of ``m x m`` windows centred on the most relevant pixels.
+
+    Greedy, as eq. 11 with ``r_k`` the most relevant pixel not perturbed yet: the window around
+    it is removed at step ``k`` and its pixels leave the candidate set.  One vectorised pass per
+    step over all images and repeats (the order is built on the heatmaps only).
+    """
+    N, H, W = h.shape
+    dev = h.device
+    if order == "random":
+        key = torch.rand((N * R, H * W), generator=gen, device=dev)
+    else:
+        key = (h if order == "morf" else -h).reshape(N, 1, H * W).expand(N, R, H * W).reshape(N * R, H * W).clone()
+    lo = -(m // 2)
+    off = torch.arange(lo, lo + m, device=dev)
+    dy, dx = torch.meshgrid(off, off, indexing="ij")
+    dy, dx = dy.reshape(-1), dx.reshape(-1)
+    ranks = torch.full((N * R, H * W + 1), _INF_RANK, dtype=torch.int32, device=dev)
+    rows = torch.arange(N * R, device=dev)[:, None]
+    neg = torch.tensor(-math.inf, device=dev)
+    for k in range(steps):
+        best, c = key.max(1)
+        if bool(torch.isneginf(best).any()):
+            raise ValueError(f"steps={steps} is beyond the number of regions: the windows of "
+                             f"{k} steps already cover the whole {H}x{W} image")
+        cy, cx = c // W, c % W
+        yy, xx = cy[:, None] + dy, cx[:, None] + dx
+        ok = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+        idx = torch.where(ok, yy * W + xx, torch.full_like(yy, H * W))
+        ranks.scatter_reduce_(1, idx, torch.full(idx.shape, k, dtype=torch.int32, device=dev), "amin")
+        key[rows, idx.clamp_max(H * W - 1)] = torch.where(ok, neg, key[rows, idx.clamp_max(H * W - 1)])
+    return ranks[:, :H * W].view(N, R, H, W)
+
+
+def removal_ranks(heatmaps: Any, shape: Sequence[int], *, region_size: int = 9, steps: int = 100,
+                  order: str = "morf", regions: str = "grid", repeats: int = 1,
+                  seed: int = 0, device: Any = None) -> torch.Tensor:
+    """The step (0-based) at which each pixel is perturbed, ``(N, repeats, H, W)`` int32.
+
+    Pixels with rank ``< k`` are perturbed in ``x^(k)``; never-perturbed pixels get a huge rank.
+    ``heatmaps`` ``(N, H, W)`` or ``(N, C, H, W)``; ``shape`` the image batch's shape.
+    """
+    x = torch.empty(tuple(shape), device="meta")
+    order = _check_choice(order, "order", ORDERS)
+    regions = _check_choice(regions, "regions", REGIONS)
+    h = _check_heatmaps(heatmaps, x)
+    if device is not None:
+        h = h.to(device)
+    H, W = h.shape[-2:]
+    m = _positive_int(region_size, "region_size")
+    if m > min(H, W):
+        raise ValueError(f"region_size={m} is larger than the image ({H}x{W})")
+    steps = _positive_int(steps, "steps")
+    gen = torch.Generator(device=h.device).manual_seed(int(seed))
+    if regions == "grid":
+        ranks, nreg = _grid_ranks(h, m, order, repeats, gen)
+        if steps > nreg:
+            raise ValueError(f"steps={steps} is beyond the number of regions: a {H}x{W} image has "
+                             f"{nreg} regions of {m}x{m}")
+        return ranks
+    return _centred_ranks(h, m, order, repeats, steps, gen)
+
+
+def aopc_from_scores(score: xr.DataArray) -> xr.Dataset:
+    """AOPC (paper 002 eq. 12) from ``score(..., step, repeat)``: ``aopc_curve(..., step)`` is the
+    AOPC over the first ``L = step`` steps, ``aopc`` its value at the last step."""
+    drop = score.isel(step=0) - score                      # f(x^0) - f(x^k)
+    drop = drop.mean("repeat")
+    n = xr.DataArray(np.arange(1, score.sizes["step"] + 1), dims="step",
+                     coords={"step": score.step})
+    curve = drop.cumsum("step") / n
+    return xr.Dataset({"aopc_curve": curve, "aopc": curve.isel(step=-1, drop=True)})
+
+
+# --------------------------------------------------------------------------------- main
+
+def _replacement_source(kind: str, x: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
+                        blur_sigma: float) -> torch.Tensor | None:
+    if kind == "zero":
+        return torch.zeros((x.shape[0], x.shape[1], 1, 1), dtype=x.dtype, device=x.device)
+    if kind == "mean":
+        return x.mean((2, 3), keepdim=True)
+    if kind == "blur":
+        return gaussian_blur(x, blur_sigma)
+    return None
+
+
+def _run_batches(scorer: _Scorer, x: torch.Tensor, t: torch.Tensor, ranks: torch.Tensor,
+                 n_steps: torch.Tensor, replacement: str, low: torch.Tensor, high: torch.Tensor,
+                 batch: int, gen: torch.Generator, blur_sigma: float, road_noise: float,
+                 progress: bool, desc: str) -> torch.Tensor:
+    """Scores ``(N, R, S)`` of ``where(ranks[n, r] < n_steps[s], g, x[n])`` for all n, r, s."""
+    N, C, H, W = x.shape
+    R = ranks.shape[1]
+    S = n_steps.shape[0]
+    dev = x.device
+    src = _replacement_source(replacement, x, low, high, blur_sigma)
+    out = torch.empty(N * R * S, dtype=torch.float32, device=dev)
+    total = N * R * S
+    # pairs (n, r) in chunks so that a pair's uniform noise is drawn once for all its steps
+    pairs_per_chunk = max(1, batch // S)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, desc=desc, unit="img", leave=False)
+    for p0 in range(0, N * R, pairs_per_chunk):
+        p1 = min(N * R, p0 + pairs_per_chunk)
+        pn = torch.arange(p0, p1, device=dev) // R
+        pr = torch.arange(p0, p1, device=dev) % R
+        noise = None
+        if replacement == "uniform":
+            u = torch.rand((p1 - p0, C, H, W), generator=gen, device=dev, dtype=x.dtype)
+            noise = low + (high - low) * u
+        # within the chunk, batches over (pair, step)
+        n_items = (p1 - p0) * S
+        for b0 in range(0, n_items, batch):
+            b1 = min(n_items, b0 + batch)
+            ids = torch.arange(b0, b1, device=dev)
+            pi, si = ids // S, ids % S
+            n, r = pn[pi], pr[pi]
+            xb = x[n]
+            mask = (ranks[n, r] < n_steps[si][:, None, None])[:, None]   # (B, 1, H, W)
+            if replacement == "uniform":
+                g = noise[pi]
+            elif replacement == "road":
+                g = noisy_linear_impute(xb, mask, noise=road_noise, generator=gen)
+            else:
+                g = src[n]
+            xb = torch.where(mask, g, xb)
+            flat = (n * R + r) * S + si
+            out[flat] = scorer(xb, t[n])
+            if bar is not None:
+                bar.update(b1 - b0)
+    if bar is not None:
+        bar.close()
+    return out.view(N, R, S)
+
+
+def region_perturbation(model: Any, x: Any, heatmaps: Any, target: Any = "pred", *,
+                        region_size: int = 9, steps: int = 100, repeats: int = 10,
+                        order: str = "morf", replacement: str = "uniform",
+                        regions: str = "grid", bounds: Any = None, blur_sigma: float = 5.0,
+                        road_noise: float = 0.01, batch_size: int | None = None,
+                        max_batch_mb: float = 32.0, seed: int = 0,
+                        progress: bool = False) -> xr.Dataset:
+    """Region perturbation (Samek et al. 2017, eq. 9-12): scores along the perturbation path.
+
+    Parameters
+    ----------
+    model : torch module (normalised input) or Fisher-vector classifier (``[0, 1]`` images).
+    x : ``(N, C, H, W)`` images in the model's input space.
+    heatmaps : ``(N, H, W)`` or ``(N, C, H, W)`` relevance (summed over channels); its values are
+        ignored for ``order="random"`` (only the shape is checked).
+    target : as in :func:`lrpkit.explain` (int, sequence, ``"pred"``).
+    region_size : side ``m`` of the square regions (paper: 9).
+    steps : ``L``, the number of perturbed regions (paper: 100).
+    repeats : independent repetitions (random replacement values / random orders; paper: 10).
+        Deterministic set-ups (MoRF/LeRF with "zero", "mean", "blur", or "road" without noise)
+        are computed once and repeated.
+    order : ``"morf"`` (most relevant first, eq. 11), ``"lerf"`` (least relevant first) or
+        ``"random"`` (the baseline, through the same code path).
+    replacement : ``g``: "uniform", "zero", "mean", "blur" or "road" (see the module doc).
+    regions : ``"grid"`` (the non-overlapping ``m x m`` grid, region score = summed relevance;
+        partial regions at the right / bottom border) or ``"centred"`` (windows centred on the
+        most relevant pixels not yet perturbed).
+    bounds : ``(low, high)`` (scalars or per-channel) of the uniform replacement; default the
+        model's valid pixel range in its input space.
+    batch_size : perturbed images per forward pass; default: ``max_batch_mb`` of input.
+    seed : seeds the random orders and replacement values (same seed, same numbers on the same
+        device and batch size).
+
+    Returns
+    -------
+    xarray.Dataset with ``score(image, step, repeat)`` (``f(x^(k))``, step 0 = unperturbed),
+    ``aopc_curve(image, step)`` (eq. 12 up to ``L = step``), ``aopc(image)`` (eq. 12 with all
+    ``steps``) and ``perturbed_fraction(step)`` (mean share of pixels perturbed); the parameters
+    in ``attrs``.
+    """
+    x = _check_x(x)
+    order = _check_choice(order, "order", ORDERS)
+    replacement = _check_choice(replacement, "replacement", REPLACEMENTS)
+    regions = _check_choice(regions, "regions", REGIONS)
+    repeats = _positive_int(repeats, "repeats")
+    steps = _positive_int(steps, "steps")
+    m = _positive_int(region_size, "region_size")
+    N, C, H, W = x.shape
+    if m > min(H, W):
+        raise ValueError(f"region_size={m} is larger than the image ({H}x{W})")
+    if order == "random" and heatmaps is None:
+        heatmaps = torch.zeros(N, H, W)
+    h = _check_heatmaps(heatmaps, x)
+    dev = _device(model)
+    x = x.to(dev)
+    t = resolve_target(model, x, target).to(dev)
+    low, high = _bounds(model, bounds, C, dev)
+    random_g = replacement == "uniform" or (replacement == "road" and road_noise > 0)
+    R = repeats if (order == "random" or random_g) else 1
+    ranks = removal_ranks(h, x.shape, region_size=m, steps=steps, order=order, regions=regions,
+                          repeats=R, seed=seed, device=dev)
+    gen = torch.Generator(device=dev).manual_seed(int(seed) + 1)
+    batch = _auto_batch(batch_size, x, max_batch_mb)
+    n_steps = torch.arange(steps + 1, device=dev, dtype=torch.int32)
+    scorer = _Scorer(model)
+    ctx = eval_mode(model) if scorer.torch else _nullcontext()
+    with ctx, torch.no_grad():
+        sc = _run_batches(scorer, x, t, ranks, n_steps, replacement, low, high, batch, gen,
+                          blur_sigma, road_noise, progress, f"region perturbation ({order})")
+    counts = torch.bincount(ranks.clamp_max(steps).reshape(-1).long(), minlength=steps + 1)
+    frac = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:steps]]).double() / ranks.numel()
+    frac = frac.cpu().numpy()
+    sc = sc.expand(N, repeats, steps + 1) if R == 1 else sc
+    score = xr.DataArray(sc.permute(0, 2, 1).cpu().numpy().astype(np.float64),
+                         dims=("image", "step", "repeat"),
+                         coords={"image": np.arange(N), "step": np.arange(steps + 1),
+                                 "repeat": np.arange(repeats)})
+    ds = aopc_from_scores(score)
+    ds["score"] = score
+    ds["perturbed_fraction"] = xr.DataArray(frac, dims="step")
+    ds["target"] = xr.DataArray(t.cpu().numpy(), dims="image")
+    ds = ds[["score", "aopc_curve", "aopc", "perturbed_fraction", "target"]]
+    ds.attrs.update(region_size=m, steps=steps, repeats=repeats, order=order,
+                    replacement=replacement, regions=regions, seed=int(seed),
+                    blur_sigma=float(blur_sigma), road_noise=float(road_noise),
+                    bounds_low=low.flatten().cpu().tolist(), bounds_high=high.flatten().cpu().tolist(),
+                    score="target output f(x) (class score)", batch_size=batch,
+                    reference="Samek et al. 2017, IEEE TNNLS, eq. 9-12")
+    return ds
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+def _method_spec(name: str, spec: Any) -> tuple[str, dict]:
+    if spec is None:
+        return name, {}
+    if isinstance(spec, str):
+        return spec, {}
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"methods[{name!r}] must be a dict of explain parameters, got "
+                        f"{type(spec).__name__}")
+    spec = dict(spec)
+    method = spec.pop("method", name)
+    return method, spec
+
+
+def explain_batched(model: Any, x: torch.Tensor, target: torch.Tensor, method: str,
+                    batch_size: int = 64, **params: Any) -> torch.Tensor:
+    """``explain`` in chunks of ``batch_size`` images (heatmaps of a large batch)."""
+    outs = [explain(model, x[i:i + batch_size], target[i:i + batch_size], method=method, **params)
+            for i in range(0, x.shape[0], batch_size)]
+    return torch.cat(outs)
+
+
+def compare_methods(model: Any, x: Any, target: Any = "pred",
+                    methods: Mapping[str, Any] | None = None, *, heatmaps: Mapping[str, Any] | None = None,
+                    explain_batch_size: int = 64, random_baseline: bool = True,
+                    **perturbation_kwargs: Any) -> xr.Dataset:
+    """Region perturbation for several heatmap methods and the random baseline (paper 002 Fig. 4).
+
+    ``methods`` maps a display name to the parameters of :func:`lrpkit.explain` (the key
+    ``"method"`` names the registered method; without it the display name is the method), e.g.
+    ``{"LRP eps=100": {"method": "lrp", "composite": "epsilon", "epsilon": 100.0},
+    "sensitivity l2": {"method": "sensitivity", "norm": "l2"}}``.  Precomputed maps may be given
+    in ``heatmaps`` ({name: (N, [C,] H, W)}) instead.  ``perturbation_kwargs`` go to
+    :func:`region_perturbation` (``order`` applies to the methods; the baseline is always random).
+
+    Returns one Dataset with dim ``method`` (the methods, then ``"random"``): ``score``,
+    ``aopc_curve``, ``aopc`` as in :func:`region_perturbation`, and
+    ``aopc_minus_random(method, step)``: the mean over images of the AOPC curve minus the random
+    baseline's (paper 002 Fig. 4), plus ``aopc_minus_random_image(method, image, step)``.
+    """
+    x = _check_x(x)
+    methods = dict(methods or {})
+    heatmaps = dict(heatmaps or {})
+    if not methods and not heatmaps:
+        raise ValueError("give at least one entry in methods or heatmaps")
+    clash = set(methods) & set(heatmaps)
+    if clash or "random" in methods or "random" in heatmaps:
+        raise ValueError(f"method names must be unique and not 'random', got clash {sorted(clash) or ['random']}")
+    if "order" in perturbation_kwargs and perturbation_kwargs["order"] == "random":
+        raise ValueError("order='random' is the baseline; use 'morf' or 'lerf' for the methods")
+    dev = _device(model)
+    x = x.to(dev)
+    t = resolve_target(model, x, target).to(dev)
+    maps: dict[str, torch.Tensor] = {}
+    for name, spec in methods.items():
+        method, params = _method_spec(name, spec)
+        maps[name] = explain_batched(model, x, t, method, explain_batch_size, **params)
+    for name, h in heatmaps.items():
+        maps[name] = _check_heatmaps(h, x, f"heatmaps[{name!r}]")
+    results = []
+    for name, h in maps.items():
+        results.append(region_perturbation(model, x, h, t, **perturbation_kwargs))
+    names = list(maps)
+    if random_baseline:
+        kw = {**perturbation_kwargs, "order": "random"}
+        results.append(region_perturbation(model, x, None, t, **kw))
+        names.append("random")
+    ds = xr.concat([r[["score", "aopc_curve", "aopc"]] for r in results], dim="method",
+                   coords="minimal", compat="override", join="override")
+    ds = ds.assign_coords(method=names)
+    ds["perturbed_fraction"] = results[0]["perturbed_fraction"]
+    ds["target"] = results[0]["target"]
+    if random_baseline:
+        diff = ds.aopc_curve - ds.aopc_curve.sel({"method": "random"}, drop=True)
+        ds["aopc_minus_random_image"] = diff
+        ds["aopc_minus_random"] = diff.mean("image")
+    ds.attrs.update(results[0].attrs)
+    ds.attrs["order"] = perturbation_kwargs.get("order", "morf")
+    ds.attrs["methods"] = repr({k: _method_spec(k, v) for k, v in methods.items()})
+    return ds
+
+
+# --------------------------------------------------------------------------------- RISE
+
+def deletion_insertion(model: Any, x: Any, heatmaps: Any, target: Any = "pred", *,
+                       step_pixels: int | None = None, substrate: str = "zero",
+                       insertion_substrate: str = "blur", blur_sigma: float = 5.0,
+                       score: str = "softmax", batch_size: int | None = None,
+                       max_batch_mb: float = 32.0, progress: bool = False) -> xr.Dataset:
+    """Deletion and insertion curves and their AUC (Petsiuk et al. 2018, RISE, Sec. 4.1).
+
+    Pixels are ranked by relevance (summed over channels; ties: lower index first).  Deletion:
+    ``step_pixels`` pixels per step, most relevant first, are replaced by the ``substrate``
+    ("zero": zeros of the input space, "blur": a blurred copy, "mean": the mean colour).
+    Insertion: starting from the ``insertion_substrate`` (RISE: a blurred copy), the most
+    relevant pixels are put back.  ``score``: "softmax" (RISE's class probability), "sigmoid" or
+    "raw" (the model output).  ``step_pixels`` defaults to the image width (RISE: 224 at 224 x 224).
+
+    Returns ``deletion(image, step)``, ``insertion(image, step)``, ``fraction(step)`` (share of
+    pixels deleted / inserted) and ``deletion_auc(image)``, ``insertion_auc(image)`` (trapezoid
+    over ``fraction`` in [0, 1]; a good heatmap has low deletion and high insertion AUC).
+    """
+    x = _check_x(x)
+    N, C, H, W = x.shape
+    h = _check_heatmaps(heatmaps, x)
+    subs = ("zero", "blur", "mean")
+    substrate = _check_choice(substrate, "substrate", subs)
+    insertion_substrate = _check_choice(insertion_substrate, "insertion_substrate", subs)
+    score = _check_choice(score, "score", ("softmax", "sigmoid", "raw"))
+    sp = W if step_pixels is None else _positive_int(step_pixels, "step_pixels")
+    if sp > H * W:
+        raise ValueError(f"step_pixels={sp} is larger than the image ({H}x{W} pixels)")
+    n_steps = -(-H * W // sp)
+    dev = _device(model)
+    x = x.to(dev)
+    h = h.to(dev)
+    t = resolve_target(model, x, target).to(dev)
+    # pixel rank in importance order, as a "region" of one pixel per rank; step k removes
+    # ranks < k * step_pixels
+    ordr = (-h.reshape(N, -1)).argsort(dim=-1, stable=True)
+    rank = torch.empty_like(ordr)
+    rank.scatter_(-1, ordr, torch.arange(H * W, device=dev).expand_as(ordr))
+    ranks = rank.view(N, 1, H, W).to(torch.int32)
+    thresholds = (torch.arange(n_steps + 1, device=dev) * sp).clamp_max(H * W).to(torch.int32)
+    batch = _auto_batch(batch_size, x, max_batch_mb)
+    scorer = _Scorer(model, "raw" if score == "raw" else score)
+    low = high = torch.zeros(C, 1, 1, device=dev)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    ctx = eval_mode(model) if scorer.torch else _nullcontext()
+    with ctx, torch.no_grad():
+        dele = _run_batches(scorer, x, t, ranks, thresholds, substrate, low, high, batch, gen,
+                            blur_sigma, 0.0, progress, "deletion")[:, 0]
+        # insertion: the substrate everywhere except the inserted (rank < threshold) pixels
+        base = _replacement_source(insertion_substrate, x, low, high, blur_sigma)
+        base = base.expand_as(x) if base.shape[-1] == 1 else base
+        # perturbing `base` with x as the "replacement": swap the roles of image and substrate
+        ins = _run_insertion(scorer, x, base, t, ranks, thresholds, batch)
+    frac = (thresholds.float() / (H * W)).cpu().numpy()
+    dele_np, ins_np = dele.cpu().numpy().astype(np.float64), ins.cpu().numpy().astype(np.float64)
+    ds = xr.Dataset(
+        {"deletion": (("image", "step"), dele_np), "insertion": (("image", "step"), ins_np),
+         "fraction": ("step", frac),
+         "deletion_auc": ("image", np.trapezoid(dele_np, frac, axis=1)),
+         "insertion_auc": ("image", np.trapezoid(ins_np, frac, axis=1)),
+         "target": ("image", t.cpu().numpy())},
+        coords={"image": np.arange(N), "step": np.arange(n_steps + 1)})
+    ds.attrs.update(step_pixels=sp, substrate=substrate, insertion_substrate=insertion_substrate,
+                    blur_sigma=float(blur_sigma), score=score, batch_size=batch,
+                    reference="Petsiuk et al. 2018 (RISE), BMVC, Sec. 4.1")
+    return ds
+
+
+def _run_insertion(scorer: _Scorer, x: torch.Tensor, base: torch.Tensor, t: torch.Tensor,
+                   ranks: torch.Tensor, thresholds: torch.Tensor, batch: int) -> torch.Tensor:
+    N = x.shape[0]
+    S = thresholds.shape[0]
+    out = torch.empty(N * S, dtype=torch.float32, device=x.device)
+    for b0 in range(0, N * S, batch):
+        ids = torch.arange(b0, min(N * S, b0 + batch), device=x.device)
+        n, s = ids // S, ids % S
+        mask = (ranks[n, 0] < thresholds[s][:, None, None])[:, None]
+        out[ids] = scorer(torch.where(mask, x[n], base[n]), t[n])
+    return out.view(N, S)

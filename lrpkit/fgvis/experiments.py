@@ -1,0 +1,499 @@
+"""FGVis experiments as xarray Datasets: Table 1, Table 2, the colour and the tag probes.
+
+Wagner, Koehler, Gindele, Hetzel, Wiedemer, Behnke, "Interpretable and Fine-Grained Visual
+Explanations for Convolutional Neural Networks", CVPR 2019.
+
+* :func:`defence_validation` - Sec. 3.2 / Table 1: for confidently classified images, target
+  the least-likely class (the second least-likely when it is the reference image's prediction,
+  footnote 4), play the generation game with no sparsity term, with and without the defence,
+  and count how often the explanation is classified as that adversarial class.
+* :func:`faithfulness` - Sec. 5.1 / Table 2: the deletion metric (Petsiuk et al., "RISE",
+  BMVC 2018) of FGVis (deletion game, ``1 - m`` as importance) against other heatmap methods.
+* :func:`channel_swap` / :func:`colour_bias` - Sec. 4.3 / Table A3: the share of correctly
+  classified images that keep their class after swapping colour channels (RGB -> RBG, -> GRB),
+  per class; and preservation-game masks: how much of each colour channel they keep.
+* :func:`tag_bias` - deletion-game mask mass inside the copyright-tag box for tagged images
+  against their untagged twins (lrpkit's planted artefact, cf. Sec. 4.3 "Learned objects").
+* :func:`load_split` - images of a generated scene split as model inputs, with labels and the
+  sidecar's boxes mapped into the model's crop.
+
+All experiments batch every image into one optimisation (one forward / backward per step).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from ..explain import check_input, explain, resolve_target
+from .games import GAMES, fgvis, frozen, make_reference
+
+__all__ = ["defence_validation", "faithfulness", "deletion_curve", "channel_swap", "SWAPS",
+           "colour_bias", "tag_bias", "load_split", "combine", "DEFAULT_FAITHFULNESS_METHODS"]
+
+#: channel orders of the colour-swap probe (paper Sec. 4.3), as indices into RGB
+SWAPS: dict[str, tuple[int, int, int]] = {"RBG": (0, 2, 1), "GRB": (1, 0, 2), "BGR": (2, 1, 0),
+                                          "GBR": (1, 2, 0), "BRG": (2, 0, 1), "RGB": (0, 1, 2)}
+
+#: Table 2's comparison: method -> explain() parameters (FGVis: deletion game, 1 - m)
+DEFAULT_FAITHFULNESS_METHODS: dict[str, dict[str, Any]] = {
+    "fgvis": {"game": "deletion", "output": "relevance"},
+    "lrp": {},
+    "sensitivity": {},
+    "occlusion": {},
+    "gradcam": {},
+}
+
+
+def _attrs(**params: Any) -> dict[str, Any]:
+    from .. import __version__
+
+    out = {"lrpkit_version": __version__, "paper": "Wagner et al., CVPR 2019 (FGVis)"}
+    for k, v in params.items():
+        out[k] = v if isinstance(v, (str, int, float)) and not isinstance(v, bool) else json.dumps(v, default=str)
+    return out
+
+
+def _scores(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    with frozen(model), torch.no_grad():
+        return torch.cat([model(x[i:i + batch_size]).float().softmax(1)
+                          for i in range(0, len(x), batch_size)])
+
+
+def _labels_ok(pred: torch.Tensor, labels: Any) -> torch.Tensor:
+    """Whether each prediction is a true label (labels: (N,) ints or (N, K) multi-hot)."""
+    lab = torch.as_tensor(np.asarray(labels))
+    if lab.dim() == 1:
+        return pred == lab.long()
+    if lab.dim() == 2:
+        return lab[torch.arange(len(pred)), pred] > 0
+    raise ValueError(f"labels must be (N,) class indices or (N, K) multi-hot, got shape {tuple(lab.shape)}")
+
+
+# ------------------------------------------------------------------------------- Table 1
+
+def defence_validation(model: nn.Module, x: torch.Tensor, labels: Any = None, *,
+                       confidence: float = 0.9, max_images: int | None = None, steps: int = 60,
+                       lr: float = 0.1, goal_score: float = 0.5, similarity: str = "prob",
+                       reference: Any = "zero", patience: int | None = 15, seed: int = 0,
+                       ids: Sequence[str] | None = None, progress: bool = False) -> xr.Dataset:
+    """Table 1 of the paper: how often the generation game reaches an adversarial class.
+
+    Images: those of ``x`` whose top softmax score is ``>= confidence`` (the paper: 0.995 on
+    ImageNet; the 6-class scene CNN is less peaked) and, with ``labels``, whose prediction is
+    a true label; the first ``max_images`` of them.  Target ``c_A``: each image's least-likely
+    class, or its second least-likely when that is the reference image's prediction (paper
+    footnote 4).  Generation game (start ``m = 0``), no sparsity term, similarity on the
+    target's softmax score, run with and without the defence; an image stops when it
+    succeeds, or when its target score has not risen by 0.001 for ``patience`` steps (the
+    defended runs stall early: this saves most of their steps; ``None``: run all ``steps``).  Success ("the adversarial class was generated"): the explanation's arg-max is
+    ``c_A`` with a softmax score ``>= goal_score`` (the paper's adversarials reach ~1.0; on a
+    6-class model a bare arg-max near the uniform grey image would be no evidence).
+
+    Returns a Dataset with dims ``image`` and ``defence`` (``"off"``, ``"on"``): ``reached``,
+    ``score`` (target score of the explanation), ``steps_run``; per image ``target``,
+    ``pred``, ``confidence``; ``share`` (defence) = the Table 1 ratio; ``share_by_pred``
+    (pred_class, defence) and ``n_by_pred``: the same per predicted class of the image (on the
+    bias-zoo scenes a bus's least-likely class is often "car", whose evidence -- a vehicle on a
+    road -- *is* in the image: the model tells them apart by colour alone).
+    """
+    x = check_input(x).detach()
+    p = _scores(model, x)
+    top, pred = p.max(1)
+    keep = top >= float(confidence)
+    if labels is not None:
+        keep &= _labels_ok(pred, labels)
+    sel = keep.nonzero(as_tuple=True)[0]
+    if max_images is not None:
+        sel = sel[:int(max_images)]
+    if len(sel) == 0:
+        raise ValueError(f"no image is classified with confidence >= {confidence}; lower confidence")
+    xs, ps = x[sel], p[sel]
+    r = make_reference(xs, reference, seed=seed)
+    pred_r = _scores(model, r).argmax(1)
+    order = ps.argsort(1)
+    target = torch.where(order[:, 0] == pred_r, order[:, 1], order[:, 0])
+    reached, score, steps_run = [], [], []
+    for d in (False, True):
+        res = fgvis(model, xs, target, game="generation", defence=d, steps=steps, lr=lr,
+                    sparsity=0.0, similarity=similarity, reference=reference, stop="class",
+                    goal_score=goal_score, patience=patience, seed=seed, progress=progress)
+        reached.append(((res.pred == target) & (res.score >= goal_score)).numpy())
+        score.append(res.score.numpy())
+        steps_run.append(res.steps_run.numpy())
+    img = [str(ids[i]) for i in sel.tolist()] if ids is not None else [str(i) for i in sel.tolist()]
+    reached_a = np.stack(reached, 1)
+    classes = getattr(model, "classes", None)
+    K = p.shape[1]
+    pred_sel = pred[sel].numpy()
+    by_pred = np.full((K, 2), np.nan)
+    n_pred = np.bincount(pred_sel, minlength=K)
+    for c in range(K):
+        if n_pred[c]:
+            by_pred[c] = reached_a[pred_sel == c].mean(0)
+    cls_names = list(classes) if classes and len(classes) == K else [str(c) for c in range(K)]
+    ds = xr.Dataset(
+        {"reached": (("image", "defence"), reached_a),
+         "score": (("image", "defence"), np.stack(score, 1)),
+         "steps_run": (("image", "defence"), np.stack(steps_run, 1)),
+         "target": ("image", target.numpy()),
+         "pred": ("image", pred[sel].numpy()),
+         "confidence": ("image", top[sel].numpy()),
+         "share": ("defence", reached_a.mean(0)),
+         "share_by_pred": (("pred_class", "defence"), by_pred),
+         "n_by_pred": ("pred_class", n_pred)},
+        coords={"image": img, "defence": ["off", "on"], "pred_class": cls_names},
+        attrs=_attrs(experiment="defence_validation (Table 1)", confidence=confidence,
+                     steps=steps, lr=lr, goal_score=goal_score, similarity=similarity,
+                     patience=-1 if patience is None else patience,
+                     reference=str(reference), seed=seed, n_candidates=int(len(x)),
+                     n_images=int(len(sel)), reference_pred=pred_r.tolist()[:1],
+                     classes=list(classes) if classes else None))
+    return ds
+
+
+# ------------------------------------------------------------------------------- Table 2
+
+def deletion_curve(model: nn.Module, x: torch.Tensor, heatmap: torch.Tensor, target: Any, *,
+                   n_steps: int = 28, value: float = 0.0, batch_size: int = 256) -> torch.Tensor:
+    """The deletion curve of Petsiuk et al. (RISE, BMVC 2018) as used by FGVis Sec. 5.1.
+
+    Pixels are removed (all channels set to ``value``; 0 = the data-mean grey of the
+    normalised space) in order of decreasing channel-summed relevance, ``H W / n_steps``
+    pixels per step (ties broken by pixel index); returns the target's softmax score after
+    0 .. n_steps steps, ``(N, n_steps + 1)``.  AUC: the trapezoid mean over the curve.
+    """
+    x = check_input(x).detach()
+    t = resolve_target(model, x, target)
+    if heatmap.shape[0] != x.shape[0] or heatmap.shape[-2:] != x.shape[-2:]:
+        raise ValueError(f"heatmap of shape {tuple(heatmap.shape)} does not match x {tuple(x.shape)}")
+    N, C, H, W = x.shape
+    h = heatmap.detach().float()
+    h = h.sum(1) if h.dim() == 4 else h
+    order = torch.argsort(-h.reshape(N, -1), dim=1, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(H * W).expand(N, -1).contiguous())
+    rank = rank.view(N, 1, H, W)
+    bounds = [round(k * H * W / n_steps) for k in range(n_steps + 1)]
+    rows = torch.arange(N)
+    out = torch.empty(N, n_steps + 1)
+    with frozen(model), torch.no_grad():
+        per = max(1, batch_size // N)
+        for k0 in range(0, n_steps + 1, per):
+            ks = list(range(k0, min(n_steps + 1, k0 + per)))
+            xb = torch.stack([torch.where(rank < bounds[k], torch.as_tensor(value, dtype=x.dtype), x)
+                              for k in ks])
+            pb = model(xb.flatten(0, 1)).float().softmax(1).view(len(ks), N, -1)
+            out[:, ks] = pb[:, rows, t].T.cpu()
+    return out
+
+
+def faithfulness(model: nn.Module, x: torch.Tensor, target: Any = "pred", *,
+                 methods: Mapping[str, Mapping[str, Any]] | Sequence[str] | None = None,
+                 fgvis_params: Mapping[str, Any] | None = None, n_steps: int = 28,
+                 ids: Sequence[str] | None = None, progress: bool = False) -> xr.Dataset:
+    """Table 2: deletion-metric AUC (lower is better) of FGVis against other methods.
+
+    ``methods``: ``{name: explain() parameters}`` or a list of registered names (default
+    :data:`DEFAULT_FAITHFULNESS_METHODS`: FGVis deletion game with ``1 - m`` as importance, LRP,
+    sensitivity, occlusion, Grad-CAM).  A method name may carry a suffix after ``"@"``
+    (``"lrp@epsilon"``) to run one registered method with two parameter sets.
+    ``fgvis_params`` are added to FGVis' parameters (steps, lr ...).  The curves come from
+    ``lrpkit.evaluate.deletion_insertion`` (zero substrate, ``ceil(H W / n_steps)`` pixels per
+    step; :func:`deletion_curve` when that is missing).
+
+    Returns a Dataset: ``curve`` (method, image, step: the deletion curve), ``auc`` (method,
+    image: its trapezoid area over the deleted fraction), ``mean_auc`` (method),
+    ``insertion_auc`` (method, image; RISE's insertion metric, higher is better), ``target``.
+    """
+    x = check_input(x).detach()
+    t = resolve_target(model, x, target)
+    if methods is None:
+        methods = DEFAULT_FAITHFULNESS_METHODS
+    if not isinstance(methods, Mapping):
+        methods = {m: dict(DEFAULT_FAITHFULNESS_METHODS.get(m, {})) for m in methods}
+    names = list(methods)
+    try:
+        from ..evaluate import deletion_insertion
+    except ImportError:  # the evaluation package without it: the local curve
+        deletion_insertion = None
+    H, W = x.shape[-2:]
+    sp = -(-H * W // int(n_steps))
+    curves, ins_auc = [], []
+    it = names
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(names, desc="faithfulness", leave=False)
+    for name in it:
+        params = dict(methods[name])
+        base = name.split("@")[0]
+        if base == "fgvis":
+            params = {**params, **dict(fgvis_params or {})}
+        heat = explain(model, x, t, method=base, **params)
+        if deletion_insertion is not None:
+            di = deletion_insertion(model, x, heat, t, step_pixels=sp, substrate="zero")
+            curves.append(di["deletion"].values)
+            ins_auc.append(di["insertion_auc"].values)
+            frac = di["fraction"].values
+        else:
+            curves.append(deletion_curve(model, x, heat, t, n_steps=n_steps).numpy())
+            ins_auc.append(np.full(len(x), np.nan))
+            frac = np.arange(n_steps + 1) / n_steps
+    curve = np.stack(curves)
+    auc = np.trapezoid(curve, frac, axis=-1)
+    img = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(x))]
+    return xr.Dataset(
+        {"curve": (("method", "image", "step"), curve),
+         "auc": (("method", "image"), auc),
+         "mean_auc": ("method", auc.mean(1)),
+         "insertion_auc": (("method", "image"), np.stack(ins_auc)),
+         "target": ("image", t.numpy())},
+        coords={"method": names, "image": img, "step": np.arange(curve.shape[-1]),
+                "fraction": ("step", frac)},
+        attrs=_attrs(experiment="faithfulness (Table 2, deletion metric; lower is better)",
+                     methods={k: dict(v) for k, v in methods.items()},
+                     fgvis_params=dict(fgvis_params or {}), n_steps=n_steps))
+
+
+# ------------------------------------------------------------------------------- Sec. 4.3
+
+def channel_swap(x: torch.Tensor, order: str | Sequence[int]) -> torch.Tensor:
+    """Swap the colour channels of normalised images ``x``: back to RGB pixel space
+    (:func:`lrpkit.data.transforms.denormalize`, no clamping), reorder, normalise again.
+
+    ``order``: a name of :data:`SWAPS` (``"RBG"``: R stays, G and B swap; ``"GRB"``: R and G
+    swap) or three channel indices.
+    """
+    from ..data.transforms import denormalize, normalize
+
+    if isinstance(order, str):
+        if order not in SWAPS:
+            raise ValueError(f"unknown channel order {order!r}; expected one of {tuple(SWAPS)}")
+        idx = SWAPS[order]
+    else:
+        idx = tuple(int(i) for i in order)
+        if sorted(idx) != [0, 1, 2]:
+            raise ValueError(f"order must be a permutation of (0, 1, 2), got {order!r}")
+    x = check_input(x)
+    rgb = denormalize(x, clamp=False)
+    return normalize(rgb[:, list(idx)])
+
+
+def colour_bias(model: nn.Module, x: torch.Tensor, labels: Any, *,
+                classes: Sequence[str] | None = None, swaps: Sequence[str] = ("RBG", "GRB"),
+                mask_classes: Sequence[str] = ("bus", "car"), mask_images: int = 8,
+                boxes: Sequence[Any] | None = None, fgvis_params: Mapping[str, Any] | None = None,
+                ids: Sequence[str] | None = None, progress: bool = False) -> xr.Dataset:
+    """The colour-bias probe of Sec. 4.3 / Table A3, and preservation masks per channel.
+
+    Part 1 (Table A3): an image is correctly classified when its arg-max is one of its
+    ``labels`` (``(N, K)`` multi-hot or ``(N,)`` ints); for each class ``c`` the share of the
+    images correctly classified as ``c`` that are still classified as ``c`` after each channel
+    swap (``kept`` (class, swap); ``n_correct`` (class); ``kept_mean`` averages the swaps as the
+    paper's 83.3 % / 8.3 %).
+
+    Part 2 (Fig. 7): preservation-game masks (target = the class) for up to ``mask_images``
+    correctly classified images of each of ``mask_classes``; per image and channel
+    ``mask_mean`` (mean mask value in the object's box, or the whole image without ``boxes``)
+    and ``colour_kept`` = ``sum(m_c |x_c|) / sum(|x_c|)`` over the box: the share of the
+    channel's deviation from the data-mean grey (its colour information, the reference being
+    the zero image) that the explanation keeps.  ``boxes[i]``: ``(x0, y0, x1, y1)`` in input
+    pixels (or ``None``).  Class-level means: ``mask_mean_by_class``, ``colour_kept_by_class``;
+    the masks and explanations themselves: ``mask``, ``explanation`` (masked_image, channel, y, x).
+    """
+    x = check_input(x).detach()
+    classes = list(classes) if classes is not None else list(getattr(model, "classes", None) or [])
+    p = _scores(model, x)
+    K = p.shape[1]
+    if not classes:
+        classes = [str(k) for k in range(K)]
+    if len(classes) != K:
+        raise ValueError(f"classes has {len(classes)} names, the model {K} outputs")
+    pred = p.argmax(1)
+    ok = _labels_ok(pred, labels)
+    kept = np.full((K, len(swaps)), np.nan)
+    n_correct = np.zeros(K, dtype=np.int64)
+    for si, sw in enumerate(swaps):
+        pred_sw = _scores(model, channel_swap(x, sw)).argmax(1)
+        for c in range(K):
+            sel = ok & (pred == c)
+            n_correct[c] = int(sel.sum())
+            if n_correct[c]:
+                kept[c, si] = float((pred_sw[sel] == c).float().mean())
+    data: dict[str, Any] = {
+        "kept": (("class", "swap"), kept),
+        "kept_mean": ("class", np.array([np.nan if np.isnan(k).all() else np.nanmean(k) for k in kept])),
+        "n_correct": ("class", n_correct),
+    }
+    coords: dict[str, Any] = {"class": classes, "swap": list(swaps), "channel": ["R", "G", "B"]}
+    # part 2: preservation masks
+    rows, mclass = [], []
+    for name in mask_classes:
+        if name not in classes:
+            raise ValueError(f"mask class {name!r} is not one of the model's classes {classes}")
+        c = classes.index(name)
+        sel = (ok & (pred == c)).nonzero(as_tuple=True)[0][:int(mask_images)]
+        rows += sel.tolist()
+        mclass += [name] * len(sel)
+    if rows:
+        params = {"game": "preservation", **dict(fgvis_params or {})}
+        params.pop("output", None)
+        xs = x[rows]
+        tgt = torch.tensor([classes.index(n) for n in mclass])
+        res = fgvis(model, xs, tgt, progress=progress, **params)
+        m = res.mask.numpy()
+        region = np.ones(m.shape[:1] + m.shape[2:], bool)
+        if boxes is not None:
+            from ..evaluate.context import box_mask
+
+            for j, i in enumerate(rows):
+                if boxes[i] is not None:
+                    region[j] = box_mask(m.shape[2:], boxes[i])
+        ax = np.abs(xs.numpy())
+        reg = region[:, None]
+        mask_mean = (m * reg).sum((2, 3)) / reg.sum((2, 3))
+        colour_kept = (m * ax * reg).sum((2, 3)) / np.maximum((ax * reg).sum((2, 3)), 1e-12)
+        mid = [str(ids[i]) if ids is not None else str(i) for i in rows]
+        data.update({"mask_mean": (("masked_image", "channel"), mask_mean),
+                     "colour_kept": (("masked_image", "channel"), colour_kept),
+                     "mask_class": ("masked_image", np.array(mclass)),
+                     "mask_score": ("masked_image", res.score.numpy()),
+                     "mask_score_image": ("masked_image", res.score_image.numpy()),
+                     "mask": (("masked_image", "channel", "y", "x"), m.astype(np.float32)),
+                     "explanation": (("masked_image", "channel", "y", "x"),
+                                     res.explanation.numpy().astype(np.float32))})
+        coords["masked_image"] = mid
+        by = sorted(set(mclass), key=list(mask_classes).index)
+        data["mask_mean_by_class"] = (("mask_class_name", "channel"),
+                                      np.stack([mask_mean[np.array(mclass) == b].mean(0) for b in by]))
+        data["colour_kept_by_class"] = (("mask_class_name", "channel"),
+                                        np.stack([colour_kept[np.array(mclass) == b].mean(0) for b in by]))
+        coords["mask_class_name"] = by
+    return xr.Dataset(data, coords=coords, attrs=_attrs(
+        experiment="colour bias (Sec. 4.3, Table A3)", swaps=list(swaps),
+        mask_classes=list(mask_classes), fgvis_params=dict(fgvis_params or {}),
+        n_images=int(len(x))))
+
+
+def tag_bias(model: nn.Module, x_tagged: torch.Tensor, x_untagged: torch.Tensor,
+             boxes: Any, target: Any, *, fgvis_params: Mapping[str, Any] | None = None,
+             ids: Sequence[str] | None = None, progress: bool = False) -> xr.Dataset:
+    """Deletion-game mask mass inside the tag box, tagged images against their untagged twins.
+
+    ``boxes``: the tag box of each image ``(x0, y0, x1, y1)`` in input pixels (one box or
+    ``(N, 4)``).  Both variants are explained for the same ``target`` (e.g. ``horse``) in one
+    batch.  Per image and variant: ``box_share`` = share of the deleted mass ``sum(1 - m)``
+    that lies in the box; ``box_density`` = mean ``1 - m`` inside the box / mean outside
+    (> 1: the mask deletes the tag preferentially); ``score`` / ``score_image``: target
+    scores of the explanation and of the image; and ``box_fraction``: the box's share of the
+    image (the share expected without preference).
+    """
+    from ..evaluate.context import box_mask
+
+    xt = check_input(x_tagged, "x_tagged").detach()
+    xu = check_input(x_untagged, "x_untagged").detach()
+    if xt.shape != xu.shape:
+        raise ValueError(f"x_tagged {tuple(xt.shape)} and x_untagged {tuple(xu.shape)} differ in shape")
+    N = xt.shape[0]
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(b) == 1 and N > 1:
+        b = np.repeat(b, N, 0)
+    if len(b) != N:
+        raise ValueError(f"boxes must hold one box per image ({N}), got {len(b)}")
+    t = resolve_target(model, xt, target)
+    params = {"game": "deletion", **dict(fgvis_params or {})}
+    params.pop("output", None)
+    res = fgvis(model, torch.cat([xt, xu]), torch.cat([t, t]), progress=progress, **params)
+    deleted = (1.0 - res.mask.numpy()).sum(1)                  # (2N, H, W)
+    inside = np.stack([box_mask(deleted.shape[1:], b[i % N]) for i in range(2 * N)])
+    tot = deleted.sum((1, 2))
+    share = (deleted * inside).sum((1, 2)) / np.maximum(tot, 1e-12)
+    din = (deleted * inside).sum((1, 2)) / np.maximum(inside.sum((1, 2)), 1)
+    dout = (deleted * ~inside).sum((1, 2)) / np.maximum((~inside).sum((1, 2)), 1)
+    density = din / np.maximum(dout, 1e-12)
+    r2 = lambda a: np.asarray(a).reshape(2, N).T  # noqa: E731  (variant-major -> (image, variant))
+    img = [str(i) for i in ids] if ids is not None else [str(i) for i in range(N)]
+    return xr.Dataset(
+        {"box_share": (("image", "variant"), r2(share)),
+         "box_density": (("image", "variant"), r2(density)),
+         "deleted_mass": (("image", "variant"), r2(tot)),
+         "score": (("image", "variant"), r2(res.score.numpy())),
+         "score_image": (("image", "variant"), r2(res.score_image.numpy())),
+         "box_fraction": ("image", inside[:N].mean((1, 2))),
+         "target": ("image", t.numpy())},
+        coords={"image": img, "variant": ["tagged", "untagged"]},
+        attrs=_attrs(experiment="tag bias (deletion-game mask mass in the tag box)",
+                     fgvis_params=dict(fgvis_params or {})))
+
+
+# ------------------------------------------------------------------------------- data
+
+def load_split(root: Any, split: str, model: nn.Module, *, n: int | None = None,
+               ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """Images of a generated scene split as model inputs, with labels and boxes in the crop.
+
+    Returns ``{"x": (N, 3, c, c) tensor, "labels": (N, K) multi-hot, "ids": [...],
+    "classes": [...], "objects": [[(class, box in crop px), ...] per image],
+    "tag_box": [box in crop px or None per image]}``; ``size`` / ``crop`` come from
+    ``model.meta`` (the model's preprocessing), ``n`` takes the first ``n`` images.
+    """
+    from PIL import Image
+
+    from ..data import VOCDataset, read_bias
+    from ..data.scenes import tag_box
+    from ..data.transforms import DEFAULT_CROP, DEFAULT_SIZE, to_tensor_batch
+    from ..evaluate.context import box_to_crop
+
+    meta = getattr(model, "meta", {}) or {}
+    size = int(meta.get("size", DEFAULT_SIZE))
+    crop = int(meta.get("input_size", getattr(model, "input_size", DEFAULT_CROP)))
+    ds = VOCDataset(root, split)
+    if ids is not None:
+        pos = {k: i for i, k in enumerate(ds.ids)}
+        missing = [k for k in ids if k not in pos]
+        if missing:
+            raise ValueError(f"ids not in split {split!r}: {missing[:5]}")
+        index = [pos[k] for k in ids]
+    else:
+        index = list(range(len(ds) if n is None else min(int(n), len(ds))))
+    ims, out_ids, sizes = [], [], []
+    for i in index:
+        with Image.open(ds.image_path(i)) as im:
+            ims.append(im.convert("RGB"))
+            sizes.append(im.size)
+        out_ids.append(ds.ids[i])
+    x = to_tensor_batch(ims, size, crop)
+    labels = np.asarray(ds.labels)[index] if getattr(ds, "labels", None) is not None else None
+    bias = read_bias(root)
+    bias = bias[bias["image_id"].isin(out_ids)]
+    objects, tags = [], []
+    for k, (iid, wh) in enumerate(zip(out_ids, sizes)):
+        rows = bias[bias["image_id"] == iid]
+        objs = [(r["class"], tuple(box_to_crop([r["xmin"], r["ymin"], r["xmax"], r["ymax"]], wh, size, crop)[0]))
+                for _, r in rows.iterrows()]
+        objects.append(objs)
+        tb = box_to_crop(tag_box(*wh), wh, size, crop)[0]
+        has_tag = bool(len(rows)) and int(rows["tag"].iloc[0]) == 1
+        tags.append((tuple(tb), has_tag))
+    return {"x": x, "labels": labels, "ids": out_ids, "classes": list(ds.classes),
+            "objects": objects, "tag_box": [tb for tb, _ in tags], "tagged": [h for _, h in tags]}
+
+
+def combine(attrs: Mapping[str, Any] | None = None, **parts: xr.Dataset) -> xr.Dataset:
+    """One Dataset from several experiments: every variable, dim and coordinate of part
+    ``name`` is prefixed ``name_`` (so ``image`` of two experiments cannot clash); each part's
+    attrs are kept as JSON under ``name_attrs``."""
+    out = xr.Dataset()
+    merged: dict[str, Any] = dict(attrs or {})
+    for name, ds in parts.items():
+        ren = {k: f"{name}_{k}" for k in [*ds.data_vars, *ds.coords, *ds.dims]}
+        d = ds.rename(ren)
+        d.attrs = {}
+        out = xr.merge([out, d], compat="no_conflicts", combine_attrs="drop")
+        merged[f"{name}_attrs"] = json.dumps(dict(ds.attrs), default=str)
+    out.attrs = merged
+    return out

@@ -1,0 +1,311 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Prediction Difference Analysis: the sampling original and its fast approximations
+#
+# **Prediction Difference Analysis** (PDA; Zintgraf, Cohen, Adel & Welling, *Visualizing Deep Neural
+# Network Decisions: Prediction Difference Analysis*, ICLR 2017) asks, for every `k x k` window of an
+# image, how much the prediction changes when the window is *marginalised out*: the window is
+# replaced by samples from a Gaussian conditioned on the surrounding `l x l` outer patch, and the
+# change is measured as a *weight of evidence* `log2 odds(c|x) − log2 odds(c|x\window)`. It is slow:
+# `S` forward passes per window (Algorithm 1 of *Efficient prediction difference analysis*, an
+# approximation of Zintgraf et al. 2017, here "paper 003").
+#
+# Paper 003 replaces the mean over samples by a **normalised geometric mean**, which can be pushed
+# through the network's layers down to the input (eq. 11-15): the image with the window at its
+# **conditional mean** (Algorithm 2, one pass per window, `S` times fewer), and, one step further, a
+# first-order Taylor expansion: `grad^T (x − x')` per window (Algorithm 3, one forward and one
+# backward pass). This notebook reproduces the speed-up (Fig. 12), the heatmaps side by side with
+# LRP (Fig. 13-15, 19), the approximation error (Fig. 11), the sampling noise (Fig. 16), the
+# invariance study (Fig. 18) and an AOPC comparison (Samek et al. 2017) on lrpkit's scene CNN.
+#
+# **Which probability.** The scene CNN is a *multi-label* classifier trained with one hinge loss per
+# class (paper 000 App. E): classes are not exclusive, a scene can hold a horse *and* a person. We
+# therefore use `prob="sigmoid"` — `p(c|x) = sigmoid(score_c)`, one independent yes/no per class
+# (paper 003 eq. 32 treats the sigmoid as a two-class softmax, so the derivation holds) — rather
+# than a softmax over the classes, which would let evidence for one present class count as evidence
+# against another present one. (With a sigmoid, the log-odds are the raw score divided by ln 2, so
+# PDA's weight of evidence is the drop of the class score, up to the Laplace correction.)
+
+# %% tags=["parameters"]
+config = "default"
+results_path = None
+
+# %%
+import time
+from functools import partial
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from IPython.display import Markdown, display
+
+import lrpkit
+from lrpkit import pipeline
+from lrpkit.data import transforms as T
+from lrpkit.explain import model_scores
+from lrpkit.heatmaps import input_geometry
+from lrpkit.pda import PatchModel, invariance_correlation, window_positions, window_predictions
+from lrpkit.results import make_attrs, save_dataset
+from lrpkit.viz import show_heatmap, show_image
+
+cfg = lrpkit.load_config(config)
+pc = cfg.pda
+torch.manual_seed(cfg.seed)
+cnn = pipeline.load_cnn(cfg)
+size, crop = input_geometry(cnn)
+classes = list(cnn.classes or [str(i) for i in range(cnn.config["n_classes"])])
+lrp_params = lrpkit.lrp.params_from_config(cfg)
+laplace_n = int(cfg.data.n_train)   # Zintgraf et al.'s Laplace correction: N = training images
+plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 9, "axes.labelsize": 9,
+                     "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8})
+t_start = time.perf_counter()
+display(Markdown(f"Config `{cfg.source}` · model `{pipeline.cnn_path(cfg)}` ({crop}x{crop} input) · "
+                 f"window {pc.window} / outer {pc.outer} · S = {pc.samples} · prob `{pc.prob}` · "
+                 f"Laplace N = {laplace_n} · torch threads {torch.get_num_threads()}"))
+
+# %% [markdown]
+# ## The patch model
+#
+# A Gaussian over `outer x outer` patches, one per colour channel as in Zintgraf et al., estimated
+# from training crops in the model's input space. The regression of the inner window on the rest of
+# its outer patch and the Cholesky factor of the conditional covariance are computed once (they are
+# the same for every interior window); windows at the border condition on the patch shrunk to the
+# image. The fitted model is kept beside the classifier (`<models>/pda/`) with the model and input
+# geometry it belongs to, and reloaded when they match.
+
+# %%
+pm_path = PatchModel.default_path(pipeline.models_root(cfg), pc.window, pc.outer)
+pm_meta = {"model": str(pipeline.cnn_path(cfg)), "size": size, "crop": crop,
+           "patch_images": pc.patch_images, "max_patches": pc.patch_max_patches, "seed": cfg.seed}
+try:
+    pm = PatchModel.load(pm_path, model_meta=pm_meta)
+    how = "loaded"
+except (FileNotFoundError, ValueError):
+    train = pipeline.load_scenes(cfg, "train")
+    idx = np.random.default_rng(cfg.seed).permutation(len(train))[:pc.patch_images]
+    x_train = T.to_tensor_batch([train[int(i)][0] for i in idx], size, crop)
+    pm = PatchModel(pc.window, pc.outer).fit(x_train, max_patches=pc.patch_max_patches, seed=cfg.seed)
+    pm.save(pm_path, meta=pm_meta)
+    how = "fitted and saved"
+display(Markdown(f"Patch model {how}: `{pm_path}` — {pm.n_patches} patches of {pm.n_images} training "
+                 f"images."))
+
+# %% [markdown]
+# ## Heatmaps side by side (Fig. 13-15, 19) and runtimes (Fig. 12)
+#
+# Test images the CNN gets right, one class each, spread over the classes. Columns: the input, PDA
+# by sampling (Algorithm 1, `S` draws per window), by the conditional mean (Algorithm 2), by the
+# mean of `S` draws (Fig. 15: separates the sampling noise from the approximation error), the
+# gradient form (Algorithm 3) and LRP (the config's composite). Red: evidence for the class, blue:
+# against. The window grid has step `pda.heatmap_stride` (the papers use every position; each
+# pixel is still covered by at least one window).
+
+# %%
+test = pipeline.load_scenes(cfg, "test")
+n_pool = min(len(test), max(4 * pc.heatmap_images, pc.approx_images, 24))
+pool_imgs = [test[i][0] for i in range(n_pool)]
+x_pool = T.to_tensor_batch(pool_imgs, size, crop)
+s_pool = model_scores(cnn, x_pool).numpy()
+from lrpkit.evaluate.scoring import true_positive_pairs  # noqa: E402
+
+pairs = true_positive_pairs(test.labels[:n_pool], s_pool, pc.heatmap_images, seed=cfg.seed)
+hm_idx = [i for i, _ in pairs]
+hm_t = torch.tensor([c for _, c in pairs])
+x_hm = x_pool[hm_idx]
+
+pda_kw = dict(method="pda", window=pc.window, outer=pc.outer, stride=pc.heatmap_stride,
+              patch_model=pm, prob=pc.prob, laplace_n=laplace_n, batch_size=pc.batch_size,
+              seed=cfg.seed)
+runs = {"sampling": dict(variant="sampling", samples=pc.samples),
+        "mean": dict(variant="mean"),
+        f"mean of {pc.samples} samples": dict(variant="sample_mean", samples=pc.samples),
+        "gradient": dict(variant="gradient")}
+# warm-up outside the timings: the patch model's conditional parameters of every border
+# configuration (computed once per patch model) and LRP's first call
+pm.precompute(crop, crop)
+lrpkit.explain(cnn, x_hm[:1], hm_t[:1], **pda_kw, variant="gradient")
+lrpkit.explain(cnn, x_hm[:1], hm_t[:1], method="lrp", **lrp_params)
+# timed with this process's CPU time (time.process_time): the cores are shared with other jobs,
+# so wall-clock time would measure them too
+heat, runtime = {}, {}
+for name, kw in runs.items():
+    t0 = time.process_time()
+    heat[name] = lrpkit.explain(cnn, x_hm, hm_t, **pda_kw, **kw).sum(1)
+    runtime[name] = (time.process_time() - t0) / len(hm_idx)
+t0 = time.process_time()
+heat["LRP"] = lrpkit.explain(cnn, x_hm, hm_t, method="lrp", **lrp_params).sum(1)
+runtime["LRP"] = (time.process_time() - t0) / len(hm_idx)
+n_win = len(window_positions(crop, pc.window, pc.heatmap_stride)) ** 2
+
+cols = list(heat)
+fig, axes = plt.subplots(len(hm_idx), len(cols) + 1, figsize=(1.7 * (len(cols) + 1), 1.8 * len(hm_idx)),
+                         squeeze=False)
+for r, i in enumerate(hm_idx):
+    show_image(axes[r, 0], T.denormalize(x_hm[r]).permute(1, 2, 0).numpy(),
+               classes[int(hm_t[r])] + f" ({s_pool[i, int(hm_t[r])]:+.2f})")
+    for j, name in enumerate(cols):
+        show_heatmap(axes[r, j + 1], heat[name][r], name if r == 0 else None)
+fig.suptitle(f"PDA (window {pc.window}, outer {pc.outer}, stride {pc.heatmap_stride}) and LRP", y=1.0)
+plt.tight_layout()
+plt.show()
+
+# %%
+rt = pd.Series(runtime, name="CPU seconds per image")
+fig, ax = plt.subplots(figsize=(6, 2.6))
+ax.barh(rt.index[::-1], rt.values[::-1], color=["#888", "#c44", "#e88", "#48c", "#c44"][::-1][:len(rt)])
+ax.set_xscale("log")
+ax.set_xlabel("CPU seconds per image (log scale)")
+for y, v in enumerate(rt.values[::-1]):
+    ax.text(v, y, f" {v:.3g} s", va="center", fontsize=8)
+ax.set_title("Fig. 12: time to explain one image")
+plt.tight_layout()
+plt.show()
+display(Markdown(
+    f"{n_win} windows per image; sampling needs {pc.samples} forward passes per window, the mean "
+    f"variants one. Measured here: sampling / mean = **{runtime['sampling'] / runtime['mean']:.1f}x** "
+    f"(bound: S = {pc.samples}), sampling / gradient = **{runtime['sampling'] / runtime['gradient']:.0f}x** "
+    f"(paper 003 Fig. 12 reports ~10x for Algorithm 2 on AlexNet, VGG16 and GoogLeNet). "
+    f"`benchmarks/pda.py` measures the same ratios side by side against a bare forward pass."))
+
+# %% [markdown]
+# ## Fig. 11 · How good is the conditional mean? The approximation error
+#
+# At one fixed window (the image centre) and for each of `pda.approx_images` test images: the
+# arithmetic mean of `p(c | x with the window sampled)` over `pda.approx_samples` conditional draws
+# (what Algorithm 1 estimates) against `p(c | x with the window at its conditional mean)` (the
+# normalised geometric mean of Algorithm 2). The class is each image's highest-scoring one.
+# **Scaled down for the CPU budget**: paper 003 uses 200 images and 500 samples (set
+# `pda.approx_images` / `pda.approx_samples` to reproduce it); with fewer samples part of the
+# measured difference is sampling noise of the arithmetic mean itself (its standard error is shown).
+
+# %%
+row = col = (crop - pc.window) // 2
+x_ap = x_pool[:pc.approx_images]
+t_ap = torch.as_tensor(s_pool[:pc.approx_images].argmax(1))
+wp = window_predictions(cnn, x_ap, t_ap, pm, row, col, samples=pc.approx_samples, prob=pc.prob,
+                        seed=cfg.seed, batch_size=pc.batch_size)
+am = wp.p_sample.mean("sample")
+err = np.abs(am - wp.p_mean)
+sem = wp.p_sample.std("sample") / np.sqrt(pc.approx_samples)
+fig, ax = plt.subplots(1, 2, figsize=(8, 2.8))
+ax[0].hist(err.values, bins=20, color="#c44")
+ax[0].set_xlabel("|arithmetic mean − conditional-mean prediction|")
+ax[0].set_ylabel("images")
+ax[0].set_title(f"Fig. 11: {len(x_ap)} images, {pc.approx_samples} samples, window at ({row}, {col})")
+ax[1].scatter(am, wp.p_mean, s=10)
+ax[1].plot([0, 1], [0, 1], "k:", lw=0.8)
+ax[1].set_xlabel("mean of sampled p(c|x\\w)")
+ax[1].set_ylabel("p(c|x') at conditional mean")
+plt.tight_layout()
+plt.show()
+display(Markdown(f"Approximation error: median **{float(err.median()):.2e}**, mean {float(err.mean()):.2e}, "
+                 f"max {float(err.max()):.2e} (standard error of the sampled mean: median "
+                 f"{float(sem.median()):.2e}); share of images with error < 0.01: "
+                 f"{float((err < 0.01).mean()):.0%}."))
+
+# %% [markdown]
+# ## Fig. 16 · Sampling noise: |Δp| against the number of samples
+#
+# The same fixed window: the absolute difference between the running mean of the first `s`
+# samples and the conditional-mean prediction, for a few images and averaged over all. With the
+# paper's `S = 10` the sampled estimate still fluctuates; this is the noise that makes Algorithm 1's
+# heatmaps grainy.
+
+# %%
+running = wp.p_sample.cumsum("sample") / (wp.sample + 1)
+delta = np.abs(running - wp.p_mean)
+fig, ax = plt.subplots(figsize=(6, 2.8))
+for i in range(min(5, len(x_ap))):
+    ax.plot(wp.sample + 1, delta.isel(image=i), lw=0.8, alpha=0.7)
+ax.plot(wp.sample + 1, delta.mean("image"), "k", lw=2, label="mean over images")
+ax.axvline(pc.samples, color="grey", ls=":", label=f"S = {pc.samples}")
+ax.set_xscale("log")
+ax.set_yscale("symlog", linthresh=1e-4)
+ax.set_xlabel("samples")
+ax.set_ylabel("|Δp(c|x\\w)|")
+ax.legend()
+ax.set_title("Fig. 16")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Fig. 18 · Invariance: flip, small rotation, crop
+#
+# Each image is flipped, rotated by `pda.invariance_angle` degrees or centre-cropped to
+# `pda.invariance_crop` of its side (and resized back), explained again, and the heatmap is mapped
+# back to the original frame; the table gives the Pearson correlation with the original heatmap
+# (pixels both cover). Evidence that moves with the object gives high correlations.
+
+# %%
+n_inv = min(pc.invariance_images, len(hm_idx))
+x_inv, t_inv = x_hm[:n_inv], hm_t[:n_inv]
+inv_methods = {"PDA mean": partial(lrpkit.explain, cnn, target=t_inv, variant="mean",
+                                   **{**pda_kw, "seed": cfg.seed}),
+               "PDA gradient": partial(lrpkit.explain, cnn, target=t_inv, variant="gradient", **pda_kw),
+               "LRP": partial(lrpkit.explain, cnn, target=t_inv, method="lrp", **lrp_params)}
+inv = xr.concat([invariance_correlation(fn, x_inv, angle=pc.invariance_angle, crop=pc.invariance_crop)
+                 for fn in inv_methods.values()], dim=pd.Index(list(inv_methods), name="inv_method"))
+inv = inv.rename(image="inv_image")
+display(inv.mean("inv_image").to_pandas().style.format("{:.2f}")
+        .set_caption(f"Heatmap correlation with the original ({n_inv} images)"))
+
+# %% [markdown]
+# ## AOPC of the PDA variants next to LRP
+#
+# Region perturbation (Samek et al. 2017, eq. 11-12; `lrpkit.evaluate.region_perturbation`): the
+# `m x m` regions of the heatmap images are replaced by uniform noise, most relevant first; AOPC is
+# the mean drop of the class score (higher = the heatmap found what the model uses). A random order
+# is the baseline. Budgets: `pda.aopc_steps` / `pda.aopc_repeats` (paper 002: 100 steps, 10 repeats).
+
+# %%
+from lrpkit.evaluate import region_perturbation  # noqa: E402
+
+rp_kw = dict(region_size=pc.aopc_region_size, steps=pc.aopc_steps, repeats=pc.aopc_repeats,
+             seed=cfg.seed)
+aopc = {name: float(region_perturbation(cnn, x_hm, h, hm_t, **rp_kw).aopc.mean())
+        for name, h in heat.items()}
+aopc["random"] = float(region_perturbation(cnn, x_hm, None, hm_t, order="random", **rp_kw).aopc.mean())
+aopc = pd.Series(aopc, name="AOPC")
+display(aopc.to_frame().T.style.format("{:.3f}").set_caption(
+    f"AOPC (MoRF, {pc.aopc_steps} steps of {pc.aopc_region_size}x{pc.aopc_region_size} regions, "
+    f"{len(hm_idx)} images)"))
+
+# %% [markdown]
+# ## Results
+
+# %%
+elapsed = time.perf_counter() - t_start
+methods = list(heat)
+out = xr.Dataset(
+    {"heatmap": (("method", "image", "y", "x"), np.stack([heat[m].numpy() for m in methods])),
+     "runtime": ("method", [runtime[m] for m in methods]),
+     "aopc": ("aopc_method", aopc.values),
+     "p_x": ("approx_image", wp.p_x.values), "p_mean": ("approx_image", wp.p_mean.values),
+     "p_sample": (("approx_image", "sample"), wp.p_sample.values),
+     "approx_error": ("approx_image", err.values),
+     "delta_p": (("approx_image", "sample"), delta.values),
+     "invariance": inv},
+    coords={"method": methods, "image": np.arange(len(hm_idx)), "aopc_method": list(aopc.index),
+            "target": ("image", hm_t.numpy()), "test_index": ("image", np.asarray(hm_idx)),
+            "approx_image": np.arange(len(x_ap)), "sample": np.arange(pc.approx_samples)})
+out.attrs.update(make_attrs(cfg, notebook="05_pda_speedup", window=pc.window, outer=pc.outer,
+                            samples=pc.samples, prob=pc.prob, stride=pc.heatmap_stride,
+                            laplace_n=laplace_n, windows_per_image=n_win, fixed_window=[row, col],
+                            runtime_seconds=elapsed,
+                            reference="Zintgraf et al. 2017 (ICLR); Efficient prediction difference "
+                                      "analysis (Alg. 1-3, Fig. 11, 12, 16, 18)"))
+if results_path:
+    save_dataset(out, results_path)
+display(Markdown(f"Notebook ran in {elapsed:.0f} s."))
+out
