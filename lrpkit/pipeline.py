@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from .config import Config, as_config, resolve_path
 
-__all__ = ["SCENE_MARKER", "FINGERPRINT", "scenes_root", "models_root", "cnn_dir", "cnn_path",
+__all__ = ["load_models", "SCENE_MARKER", "FINGERPRINT", "scenes_root", "models_root", "cnn_dir", "cnn_path",
            "fisher_path", "read_scene_marker", "scenes_current", "make_scenes", "fingerprint",
            "model_current", "write_fingerprint", "train_cnn_from_config", "fisher_classifier",
            "load_images", "fit_fisher_from_config", "train_models", "load_cnn", "load_fisher",
@@ -310,3 +310,14 @@ def load_fisher(cfg: Any):
     from .fisher.classifier import load_fisher as _load
 
     return _load(fisher_path(cfg))
+
+
+def load_models(cfg: Any) -> tuple[Any, Any, list[str]]:
+    """``(cnn, fv, classes)``: the config's CNN and Fisher-vector model, checked to share one
+    class order (the notebooks compare them class by class)."""
+    cnn, fv = load_cnn(cfg), load_fisher(cfg)
+    classes = [str(c) for c in fv.class_names_]
+    if [str(c) for c in cnn.classes] != classes:
+        raise ValueError(f"the CNN's classes {list(cnn.classes)} differ from the Fisher-vector "
+                         f"model's {classes}: retrain one of them on the same scenes")
+    return cnn, fv, classes

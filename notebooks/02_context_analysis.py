@@ -56,10 +56,7 @@ t_start = time.perf_counter()
 cfg = lrpkit.load_config(config)
 ev = cfg.evaluation
 scenes = pipeline.scenes_root(cfg)
-cnn = pipeline.load_cnn(cfg)
-fv = pipeline.load_fisher(cfg)
-classes = list(fv.class_names_)
-assert list(cnn.classes) == classes, (cnn.classes, classes)
+cnn, fv, classes = pipeline.load_models(cfg)
 test = VOCDataset(scenes, "test", classes=classes)
 bias = read_bias(scenes)
 objs = bias[bias.split == "test"]

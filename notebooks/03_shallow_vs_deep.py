@@ -48,10 +48,7 @@ from lrpkit.viz import draw_box, show_heatmap, show_image
 cfg = lrpkit.load_config(config)
 ev = cfg.evaluation
 scenes = pipeline.scenes_root(cfg)
-cnn = pipeline.load_cnn(cfg)
-fv = pipeline.load_fisher(cfg)
-classes = list(fv.class_names_)
-assert list(cnn.classes) == classes, (cnn.classes, classes)
+cnn, fv, classes = pipeline.load_models(cfg)
 plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 10, "axes.labelsize": 9,
                      "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8})
 display(Markdown(f"Config `{cfg.source}` · scenes `{scenes}` · models `{pipeline.models_root(cfg)}` · "

@@ -127,3 +127,18 @@ def test_pipeline_paths_and_loaders(tmp_path):
     assert pipeline.cnn_path(cfg.to_dict()) == pipeline.cnn_path(cfg)
     with pytest.raises(ValueError, match="unknown model"):
         pipeline.train_models(cfg, only=["svm"])
+
+
+def test_load_models_refuses_models_of_different_class_orders(monkeypatch):
+    from types import SimpleNamespace
+
+    from lrpkit import pipeline
+
+    cnn = SimpleNamespace(classes=["boat", "bus"])
+    monkeypatch.setattr(pipeline, "load_cnn", lambda cfg: cnn)
+    monkeypatch.setattr(pipeline, "load_fisher", lambda cfg: SimpleNamespace(class_names_=["boat", "bus"]))
+    got = pipeline.load_models("smoke")
+    assert got[0] is cnn and got[2] == ["boat", "bus"]
+    monkeypatch.setattr(pipeline, "load_fisher", lambda cfg: SimpleNamespace(class_names_=["bus", "boat"]))
+    with pytest.raises(ValueError, match="differ from the Fisher-vector"):
+        pipeline.load_models("smoke")
