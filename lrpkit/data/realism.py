@@ -54,7 +54,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from .shapes import ACCENT, BODY, DARK, DISTRACTORS, GLASS, LIGHT, OCCLUDERS, SHAPES
 
@@ -299,8 +298,6 @@ def render_background(name: str, rng: np.random.Generator, width: int, height: i
 
 # ----------------------------------------------------------------------------- rasterising
 
-_SS = 3
-
 
 @dataclass
 class Piece:
@@ -334,7 +331,7 @@ def _raster(parts: list, mirror: bool, tilt: float, size: tuple[float, float] | 
             wool: bool = False) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Rasterise ``parts`` scaled to ``size`` (width, height of the extent, or the scale) with
     its top-left corner at ``origin``; returns ``(x0, y0, colour, alpha)``."""
-    from .scenes import _transform, _wool
+    from .scenes import _paint, _transform
 
     parts, lo, hi = _transform(parts, mirror, tilt)
     ext = np.maximum(hi - lo, 1e-6)
@@ -344,24 +341,7 @@ def _raster(parts: list, mirror: bool, tilt: float, size: tuple[float, float] | 
     cw = int(np.ceil(ox + ext[0] * scale[0])) + 1 - x0
     ch = int(np.ceil(oy + ext[1] * scale[1])) + 1 - y0
     cw, ch = max(cw, 1), max(ch, 1)
-    canvas = Image.new("L", (cw * _SS, ch * _SS), 0)
-    draw = ImageDraw.Draw(canvas)
-    shift = np.array([ox - x0, oy - y0])
-    for pid, p in parts:
-        q = ((p - lo) * scale + shift) * _SS
-        draw.polygon([tuple(v) for v in q.tolist()], fill=pid)
-    lab = np.asarray(canvas)
-    yy = np.linspace(0, 1, ch, dtype=np.float32)[:, None]
-    xx = np.linspace(-0.5, 0.5, cw, dtype=np.float32)[None, :]
-    shade = (1.12 - 0.32 * yy + rng.uniform(-0.15, 0.15) * xx).astype(np.float32)
-    colour = np.zeros((ch, cw, 3), np.float32)
-    alpha = np.zeros((ch, cw), np.float32)
-    for pid in sorted({pid for pid, _ in parts}):
-        hit = (lab == pid).view(np.uint8) * np.uint8(255)
-        cov = np.asarray(Image.fromarray(hit).reduce(_SS), np.float32) * np.float32(1 / 255)
-        tex = shade * _wool(rng, ch, cw) if (wool and pid == BODY) else shade
-        colour += (cov * tex)[..., None] * pal[int(pid)]
-        alpha += cov
+    colour, alpha = _paint(parts, lo, scale, np.array([ox - x0, oy - y0]), cw, ch, pal, rng, wool)
     return x0, y0, colour, np.clip(alpha, 0, 1)
 
 

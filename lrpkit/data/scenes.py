@@ -437,6 +437,32 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
     return max(w, 0.0) * max(h, 0.0)
 
 
+def _paint(parts: list, lo: np.ndarray, scale: Any, shift: np.ndarray, cw: int, ch: int,
+           pal: dict[int, np.ndarray], rng: np.random.Generator,
+           wool: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Anti-aliased ``(colour (ch, cw, 3), alpha (ch, cw))`` of transformed ``parts`` on a
+    ``cw x ch`` canvas: part polygons drawn at ``_SS``-fold supersampling, each part's coverage
+    shaded by a vertical light gradient (wool texture on the body when ``wool``)."""
+    canvas = Image.new("L", (cw * _SS, ch * _SS), 0)
+    draw = ImageDraw.Draw(canvas)
+    for pid, p in parts:
+        q = ((p - lo) * scale + shift) * _SS
+        draw.polygon([tuple(v) for v in q.tolist()], fill=pid)
+    lab = np.asarray(canvas)
+    yy = np.linspace(0, 1, ch, dtype=np.float32)[:, None]
+    xx = np.linspace(-0.5, 0.5, cw, dtype=np.float32)[None, :]
+    shade = (1.12 - 0.32 * yy + rng.uniform(-0.15, 0.15) * xx).astype(np.float32)
+    colour = np.zeros((ch, cw, 3), np.float32)
+    alpha = np.zeros((ch, cw), np.float32)
+    for pid in sorted({pid for pid, _ in parts}):
+        hit = (lab == pid).view(np.uint8) * np.uint8(255)
+        cov = np.asarray(Image.fromarray(hit).reduce(_SS), np.float32) * np.float32(1 / 255)
+        tex = shade * _wool(rng, ch, cw) if (wool and pid == BODY) else shade
+        colour += (cov * tex)[..., None] * pal[int(pid)]
+        alpha += cov
+    return colour, alpha
+
+
 def _render_object(name: str, rng: np.random.Generator, width: int, height: int,
                    frac: tuple[float, float], avoid: tuple[float, float, float, float] | None) -> _Layer:
     parts = SHAPES[name](rng)
@@ -454,25 +480,9 @@ def _render_object(name: str, rng: np.random.Generator, width: int, height: int,
     ox, oy = cands[0]
     x0, y0 = int(np.floor(ox)), int(np.floor(oy))
     cw, ch = min(int(np.ceil(ox + ow)) + 1, width) - x0, min(int(np.ceil(oy + oh)) + 1, height) - y0
-    canvas = Image.new("L", (cw * _SS, ch * _SS), 0)
-    draw = ImageDraw.Draw(canvas)
-    shift = np.array([ox - x0, oy - y0])
-    for pid, p in parts:
-        q = ((p - lo) * scale + shift) * _SS
-        draw.polygon([tuple(v) for v in q.tolist()], fill=pid)
-    lab = np.asarray(canvas)
     pal = _palette(name, rng)
-    yy = np.linspace(0, 1, ch, dtype=np.float32)[:, None]
-    xx = np.linspace(-0.5, 0.5, cw, dtype=np.float32)[None, :]
-    shade = (1.12 - 0.32 * yy + rng.uniform(-0.15, 0.15) * xx).astype(np.float32)
-    colour = np.zeros((ch, cw, 3), np.float32)
-    alpha = np.zeros((ch, cw), np.float32)
-    for pid in sorted({pid for pid, _ in parts}):
-        hit = (lab == pid).view(np.uint8) * np.uint8(255)
-        cov = np.asarray(Image.fromarray(hit).reduce(_SS), np.float32) * np.float32(1 / 255)
-        tex = shade * _wool(rng, ch, cw) if (name == "sheep" and pid == BODY) else shade
-        colour += (cov * tex)[..., None] * pal[int(pid)]
-        alpha += cov
+    colour, alpha = _paint(parts, lo, scale, np.array([ox - x0, oy - y0]), cw, ch, pal, rng,
+                           wool=name == "sheep")
     ys, xs = np.nonzero(alpha > 0.35)
     box = (x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1)
     body = pal[BODY]
