@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--notebooks", nargs="+", help="names or prefixes (default: all)")
     sp.add_argument("--out", help="report folder (default: the config's paths.reports)")
     sp.add_argument("--show-code", action="store_true", help="keep code cells in the HTML")
-    sp.add_argument("--scheduler", help="serial (default), local:N (dask LocalCluster of N workers) "
+    sp.add_argument("--scheduler", help="serial, local (one worker per core), local:N (dask LocalCluster of N workers) "
                     "or tcp://host:port (an existing dask cluster)")
     sp.add_argument("--force", action="store_true", help="re-run notebooks / grid cells that finished")
     sp = sub.add_parser("all", help="data, train and report in one go")
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .runtime import tune_malloc
+
+    tune_malloc()  # torch's large activations reuse the heap instead of mmap per pass
     if args.cmd == "methods":
         from .explain import methods
 

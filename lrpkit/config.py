@@ -233,11 +233,12 @@ class FisherConfig(Section):
     contrast_threshold: float = 0.005
     pca_dim: int = 64
     n_components: int = 64
-    n_samples: int = 100000
+    n_samples: int = 50000
     max_fit_images: Optional[int] = 500
     gmm_max_iter: int = 100
     reg_covar: float = 0.0001
     batch_size: int = 32
+    n_jobs: Optional[int] = -1         # processes for SIFT / encoding (-1: all cores); same result
     C: float = 10.0
     loss: str = "squared_hinge"
     max_iter: int = 5000
@@ -354,6 +355,7 @@ class ReportsConfig(Section):
     notebooks: Optional[list[str]] = None      # None: every notebook in name order
     hide_code: bool = True
     timeout: Optional[int] = 3600              # seconds per cell
+    scheduler: Optional[str] = "local"         # serial | local (one kernel per core) | local:N | tcp://...
 
 
 #: section name -> dataclass; add a new top-level section here

@@ -750,7 +750,9 @@ _PARALLEL_ENV = "LRPKIT_GRID_PARALLEL"
 
 
 def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
+    from .runtime import malloc_env
+
+    env = malloc_env()                # kernels keep freed tensors' memory (lrpkit.runtime)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env["LRPKIT_STATIC"] = "1"        # lrpkit.widgets: static figures in batch runs
     # figures inline in the executed notebook (and so in its HTML and thumbnail), whatever
@@ -760,6 +762,7 @@ def _child_env() -> dict[str, str]:
     if os.environ.get(_PARALLEL_ENV):  # cells side by side: one thread each, no oversubscription
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("MKL_NUM_THREADS", "1")
+        env.setdefault("LOKY_MAX_CPU_COUNT", "1")   # and no joblib pools (fisher.n_jobs=-1)
     return env
 
 
@@ -980,6 +983,22 @@ def _run_serial(todo: Sequence[Cell], retries: int, done: Callable) -> None:
         done(c, res)
 
 
+def expected_seconds(cell: Cell) -> float:
+    """How long ``cell`` is expected to run: its last successful run's duration (status file),
+    else the notebook's ``metadata.lrpkit.expected_seconds`` (set in its jupytext header), else 0.
+
+    Parallel runs start the longest cells first (dask priorities), so that a long notebook
+    submitted last does not run alone at the end while the other workers idle.
+    """
+    st = read_status(cell.status_path)
+    if st is not None and st.state == "ok" and st.seconds:
+        return float(st.seconds)
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        meta = json.loads(Path(cell.notebook).read_text(encoding="utf-8")).get("metadata", {})
+        return float((meta.get("lrpkit") or {}).get("expected_seconds") or 0.0)
+    return 0.0
+
+
 def _run_dask(todo: Sequence[Cell], retries: int, done: Callable, kind: str, arg: Any) -> None:
     from distributed import Client, Event, LocalCluster, as_completed
 
@@ -997,8 +1016,9 @@ def _run_dask(todo: Sequence[Cell], retries: int, done: Callable, kind: str, arg
     by_key: dict = {}
     futs: list = []
     try:
-        for c in todo:
+        for c in sorted(todo, key=expected_seconds, reverse=True):   # longest first
             f = client.submit(_dask_task, c.to_json(), retries, stop_name, pure=False,
+                              priority=int(expected_seconds(c)),
                               key=f"lrpkit-cell-{c.name}-{uuid.uuid4().hex[:6]}")
             by_key[f.key] = c
             futs.append(f)

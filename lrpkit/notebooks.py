@@ -36,6 +36,12 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "langua
 _EDIT_NOTE = "generated from {py} by `python -m lrpkit.notebooks sync`: edit the .py, not this file"
 
 
+#: keys a script's jupytext header may set under ``lrpkit:`` (copied into the .ipynb metadata):
+#: ``expected_seconds``, the notebook's run time on the default config, which parallel report
+#: runs use to start the longest notebooks first (:func:`lrpkit.grid.expected_seconds`)
+_HEADER_KEYS = ("expected_seconds",)
+
+
 def notebook_dir() -> Path:
     """The project's ``notebooks/`` folder."""
     from .config import project_root
@@ -73,8 +79,8 @@ def build(py: str | os.PathLike) -> Any:
 
     Cells and their tags come from the script; everything else is fixed so the result does not
     depend on who built it or when: cell ids ``<stem>-NN``, no outputs or execution counts, cell
-    metadata reduced to ``tags``, notebook metadata = kernelspec ``python3``, language_info and a
-    note naming the source.  Raises ``ValueError`` when the script has no code cell tagged
+    metadata reduced to ``tags``, notebook metadata = kernelspec ``python3``, language_info, a
+    note naming the source and the header's ``lrpkit: {expected_seconds: ...}``.  Raises ``ValueError`` when the script has no code cell tagged
     ``parameters`` or more than one.
     """
     import nbformat
@@ -99,8 +105,9 @@ def build(py: str | os.PathLike) -> Any:
     if len(params) != 1:
         raise ValueError(f"{py.name}: needs exactly one code cell tagged parameters "
                          f'(`# %% tags=["parameters"]`), found {len(params)}')
+    extra = {k: v for k, v in (src.metadata.get("lrpkit") or {}).items() if k in _HEADER_KEYS}
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"},
-                   "lrpkit": {"source": py.name, "note": _EDIT_NOTE.format(py=py.name)}}
+                   "lrpkit": {"source": py.name, "note": _EDIT_NOTE.format(py=py.name), **extra}}
     nbformat.validate(nb)
     return nb
 

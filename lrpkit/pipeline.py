@@ -179,14 +179,20 @@ def load_images(root: str | os.PathLike, split: str) -> tuple[list, Any, list[st
 # ---------------------------------------------------------------------------------------------
 # Staleness
 # ---------------------------------------------------------------------------------------------
+#: config keys that change only how fast a model is fitted, never its numbers (tested)
+_SPEED_ONLY = {"fisher": ("n_jobs",)}
+
+
 def fingerprint(cfg: Any, section: str) -> dict:
-    """What a trained model depends on: its whole config section (typed defaults + YAML),
-    the data sizes and preset, the seed, the scene folder and its format version."""
+    """What a trained model depends on: its whole config section (typed defaults + YAML;
+    without the speed-only keys such as ``fisher.n_jobs``), the data sizes and preset, the
+    seed, the scene folder and its format version."""
     cfg = as_config(cfg)
     if section not in MODEL_SECTIONS:
         raise ValueError(f"section must be one of {MODEL_SECTIONS}, got {section!r}")
     root = scenes_root(cfg)
-    return {"section": section, "params": cfg[section].to_dict(),
+    params = {k: v for k, v in cfg[section].to_dict().items() if k not in _SPEED_ONLY.get(section, ())}
+    return {"section": section, "params": params,
             "data": {k: cfg.data[k] for k in ("n_train", "n_val", "n_test", "preset")},
             "seed": cfg.seed, "scenes": str(root),
             "scenes_version": (read_scene_marker(root) or {}).get("version")}

@@ -312,8 +312,9 @@ def run_all(config: str | os.PathLike | Mapping | None = "default",
 
     ``config`` is a config name or YAML path (passed to each notebook as its ``config``
     parameter); a dict is written to ``<out_dir>/config.yaml`` first so notebooks can
-    read it.  ``scheduler``: ``None`` (one after the other), ``"local:N"`` or a dask address
-    (see :mod:`lrpkit.grid`).  ``force=False`` skips notebooks that already finished for
+    read it.  ``scheduler``: ``"serial"`` (one after the other), ``"local"`` / ``"local:N"``
+    (side by side, longest first) or a dask address (see :mod:`lrpkit.grid`); ``None``: the
+    config's ``reports.scheduler``.  ``force=False`` skips notebooks that already finished for
     the same notebook and config.  Returns a :class:`ReportSummary`; check ``.ok``.  SIGINT /
     SIGTERM raise :class:`lrpkit.grid.RunInterrupted` after cleaning up.
     """
@@ -340,6 +341,8 @@ def run_all(config: str | os.PathLike | Mapping | None = "default",
     def index() -> None:
         write_index(out, config_source=cfg.get("_source", ""))
 
+    if scheduler is None:
+        scheduler = rcfg.get("scheduler")
     results = run_cells(cells, scheduler=scheduler, force=force, retries=retries, progress=progress,
                         on_change=index)
     index()

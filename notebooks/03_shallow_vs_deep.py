@@ -6,6 +6,8 @@
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
+#   lrpkit:
+#     expected_seconds: 40
 # ---
 
 # %% [markdown]

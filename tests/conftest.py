@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lrpkit.runtime import tune_malloc
+
+tune_malloc()  # as the lrpkit command does: torch's large blocks reuse the heap
+
 
 @pytest.fixture(scope="session")
 def scenes_root(tmp_path_factory):

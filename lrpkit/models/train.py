@@ -244,6 +244,29 @@ class TrainResult:
                 f"train_time={self.train_time_s:.1f}s, out_dir={str(self.out_dir)!r})")
 
 
+def _train_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)`` for training, with each ``ReLU -> MaxPool2d`` of ``model.features`` run as
+    ``MaxPool2d -> ReLU``: the same function and gradients (max-pooling and the ReLU commute,
+    ``max(relu(a)) = relu(max(a))``, and the pooled winner is the same element), with the ReLU and
+    its backward on a quarter of the elements (about 15 % of a training step on 2 CPU cores).
+    The model itself is not changed: it keeps the layer order LRP and the checkpoints see."""
+    feats = getattr(model, "features", None)
+    if not isinstance(feats, nn.Sequential) or not hasattr(model, "classifier"):
+        return model(x)
+    layers = list(feats)
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if type(layer) is nn.ReLU and type(nxt) is nn.MaxPool2d:
+            x = layer(nxt(x))
+            i += 2
+            continue
+        x = layer(x)
+        i += 1
+    return model.classifier(model.avgpool(x))
+
+
 def _lr_lambda(total_steps: int, warmup_steps: int):
     def f(step: int) -> float:
         if warmup_steps > 0 and step < warmup_steps:
@@ -423,7 +446,7 @@ def _train(out_dir, final_dir, data_root, classes, progress, epochs, lr, batch_s
                     x = T.train_views_batch(train.images[idx], crop, generator=gen)
                     if channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    loss = hinge_loss(model(x), train.labels[idx],
+                    loss = hinge_loss(_train_forward(model, x), train.labels[idx],
                                       train.ignore[idx] if train.ignore is not None else None)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
