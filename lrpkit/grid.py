@@ -32,7 +32,8 @@ SIGTERM makes the child kill its kernel, remove the staging folder, mark the cel
 waits, writes the index and raises :class:`RunInterrupted`.  A child whose parent dies (a
 killed dask worker) gets SIGTERM from the kernel (``PR_SET_PDEATHSIG``).  A failed cell is
 run once more (``retries``), then reported; re-running skips cells whose status is ``ok``
-for the same notebook, config and parameters (the *fingerprint*) unless ``force``.
+for the same notebook, config, parameters, models and lrpkit source (the *fingerprint*)
+unless ``force``.
 
 With ``scheduler="local:N"`` the cells run on a dask.distributed ``LocalCluster`` of N
 single-threaded worker processes; ``scheduler="tcp://host:port"`` submits them to an
@@ -47,6 +48,7 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import fcntl
+import functools
 import hashlib
 import itertools
 import json
@@ -296,13 +298,25 @@ def fingerprint(cell: Cell) -> str:
         h.update(b"?")
     h.update(json.dumps(list(cell.params), sort_keys=True, default=str).encode())
     h.update(_inputs_stamp(cell.config).encode())
+    h.update(code_stamp().encode())
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def code_stamp(root: str | None = None) -> str:
+    """Hash of lrpkit's own source files (``root``: a package folder, default lrpkit's): a cell
+    that finished under other code is not current, so an upgraded or edited lrpkit re-runs it."""
+    pkg = Path(root) if root is not None else Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(pkg.rglob("*.py")):
+        if "__pycache__" not in f.parts:
+            h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
 def _inputs_stamp(config: str) -> str:
     """Sizes and times of what notebooks read besides the config: the models and the scene set's
-    marker and sidecar.  lrpkit's own code is not in it (it changes under a developer all the
-    time); after changing the package, re-run with ``force``."""
+    marker and sidecar (lrpkit's own code is in :func:`code_stamp`)."""
     from .config import load_config, resolve_path
 
     files: list[Path] = []

@@ -73,6 +73,22 @@ def test_grid_errors_name_the_problem(tmp_path):
     assert G._parse_scheduler("tcp://10.0.0.1:8786") == ("address", "tcp://10.0.0.1:8786")
 
 
+def test_fingerprint_follows_lrpkits_own_code(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.py").write_text("y = 2\n")
+    one = G.code_stamp(str(pkg))
+    G.code_stamp.cache_clear()
+    (pkg / "sub" / "b.py").write_text("y = 3\n")                 # an edit anywhere in the package
+    assert G.code_stamp(str(pkg)) != one
+    cell = G.Cell(notebook=str(PROBE_DIR / "grid_probe.ipynb"), name="c", out_dir=str(tmp_path), config="smoke")
+    before = G.fingerprint(cell)
+    assert G.fingerprint(cell) == before                          # deterministic
+    monkeypatch.setattr(G, "code_stamp", lambda root=None: "another-version")
+    assert G.fingerprint(cell) != before                          # finished under other code: not current
+
+
 def test_combine_stacks_cells_along_parameters(tmp_path):
     from lrpkit.results import save_dataset
 
