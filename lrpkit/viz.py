@@ -23,9 +23,28 @@ import numpy as np
 import torch
 
 __all__ = ["channel_sum", "symmetric_limit", "heatmap_rgb", "overlay", "plot_heatmaps", "show_scenes",
-           "show_image", "show_heatmap", "draw_box", "montage", "LRP_CMAP", "lrp_cmap"]
+           "show_image", "show_heatmap", "draw_box", "montage", "LRP_CMAP", "lrp_cmap",
+           "NOTEBOOK_STYLE", "notebook_style"]
 
 LRP_CMAP = "lrp"
+
+#: matplotlib settings of the report notebooks: compact figures, small labels
+NOTEBOOK_STYLE: dict[str, Any] = {"figure.dpi": 90, "axes.titlesize": 10, "axes.labelsize": 9,
+                                  "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8}
+
+
+def notebook_style(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Apply :data:`NOTEBOOK_STYLE`, updated with ``overrides`` (rcParams names such as
+    ``{"legend.fontsize": 7}``), to matplotlib's rcParams; returns what was set.  Raises
+    ``ValueError`` naming any key matplotlib does not know."""
+    import matplotlib.pyplot as plt
+
+    style = {**NOTEBOOK_STYLE, **(overrides or {})}
+    unknown = sorted(set(style) - set(plt.rcParams))
+    if unknown:
+        raise ValueError(f"unknown rcParams {unknown}")
+    plt.rcParams.update(style)
+    return style
 
 
 def lrp_cmap():

@@ -36,7 +36,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import lrpkit
-from lrpkit import pipeline
+from lrpkit import pipeline, viz
 from lrpkit.evaluate import resampling_experiment
 from lrpkit.evaluate.scoring import TWIN_SPLITS, ap_by_split, load_twins, true_positive_pairs
 from lrpkit.results import make_attrs, save_dataset
@@ -45,8 +45,7 @@ cfg = lrpkit.load_config(config)
 ev = cfg.evaluation
 scenes = pipeline.scenes_root(cfg)
 cnn, fv, classes = pipeline.load_models(cfg)
-plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 10, "axes.labelsize": 9,
-                     "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8})
+viz.notebook_style()
 display(Markdown(f"Config `{cfg.source}` · scenes `{scenes}` · models `{pipeline.models_root(cfg)}` · "
                  f"classes: {', '.join(classes)}"))
 

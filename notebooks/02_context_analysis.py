@@ -46,7 +46,7 @@ import xarray as xr
 from IPython.display import Markdown, display
 
 import lrpkit
-from lrpkit import pipeline
+from lrpkit import pipeline, viz
 from lrpkit.data import CONTEXT, VOCDataset, read_bias
 from lrpkit.evaluate import bootstrap_da
 from lrpkit.evaluate.scoring import ap_by_split, load_twins
@@ -64,8 +64,7 @@ bias = read_bias(scenes)
 objs = bias[bias.split == "test"]
 models = [fv_map_model(FisherLRP(fv, rule="epsilon", epsilon=100.0, pca_epsilon=0.5), "FV"),
           cnn_map_model(cnn, "CNN", composite=cfg.lrp.composite or "alpha2_beta1")]
-plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 10, "axes.labelsize": 9,
-                     "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8})
+viz.notebook_style()
 display(Markdown(f"Config `{cfg.source}` · {ev.context_images} test images per class for µ · "
                  f"{ev.context_bootstrap} bootstrap resamples · classes: {', '.join(classes)}"))
 

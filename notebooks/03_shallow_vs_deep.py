@@ -37,7 +37,7 @@ import xarray as xr
 from IPython.display import Markdown, display
 
 import lrpkit
-from lrpkit import pipeline
+from lrpkit import pipeline, viz
 from lrpkit.data import VOCDataset, read_bias
 from lrpkit.evaluate import box_share, box_to_crop
 from lrpkit.evaluate.scoring import image_scores
@@ -51,8 +51,7 @@ cfg = lrpkit.load_config(config)
 ev = cfg.evaluation
 scenes = pipeline.scenes_root(cfg)
 cnn, fv, classes = pipeline.load_models(cfg)
-plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 10, "axes.labelsize": 9,
-                     "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8})
+viz.notebook_style()
 display(Markdown(f"Config `{cfg.source}` · scenes `{scenes}` · models `{pipeline.models_root(cfg)}` · "
                  f"classes: {', '.join(classes)}"))
 

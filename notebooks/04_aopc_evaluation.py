@@ -43,7 +43,7 @@ from IPython.display import Markdown, display
 from scipy.stats import spearmanr
 
 import lrpkit
-from lrpkit import pipeline
+from lrpkit import pipeline, viz
 from lrpkit.data import transforms as T
 from lrpkit.evaluate import (PAPER_002_METHODS, compare_methods, complexity, deletion_insertion,
                              scaled_region_size)
@@ -68,8 +68,7 @@ target = resolve_target(cnn, x, "pred")            # explained and scored: the p
 m = ev.aopc_region_size or scaled_region_size(9, crop)
 PK = dict(region_size=m, steps=ev.aopc_steps, repeats=ev.aopc_repeats, replacement="uniform",
           batch_size=ev.perturbation_batch, seed=cfg.seed)
-plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 10, "axes.labelsize": 9,
-                     "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 7})
+viz.notebook_style({"legend.fontsize": 7})
 display(Markdown(
     f"Config `{cfg.source}` · {len(images)} test images, CNN input {crop}×{crop} · regions {m}×{m} "
     f"(the paper's 9×9 at 227 px, scaled) · {ev.aopc_steps} steps "

@@ -53,7 +53,7 @@ import xarray as xr
 from IPython.display import Markdown, display
 
 import lrpkit
-from lrpkit import pipeline
+from lrpkit import pipeline, viz
 from lrpkit.data import transforms as T
 from lrpkit.explain import model_scores
 from lrpkit.heatmaps import input_geometry
@@ -69,8 +69,7 @@ size, crop = input_geometry(cnn)
 classes = list(cnn.classes or [str(i) for i in range(cnn.config["n_classes"])])
 lrp_params = lrpkit.lrp.params_from_config(cfg)
 laplace_n = int(cfg.data.n_train)   # Zintgraf et al.'s Laplace correction: N = training images
-plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 9, "axes.labelsize": 9,
-                     "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8})
+viz.notebook_style({"axes.titlesize": 9})
 t_start = time.perf_counter()
 display(Markdown(f"Config `{cfg.source}` · model `{pipeline.cnn_path(cfg)}` ({crop}x{crop} input) · "
                  f"window {pc.window} / outer {pc.outer} · S = {pc.samples} · prob `{pc.prob}` · "

@@ -13,19 +13,7 @@ from sklearn.svm import LinearSVC
 from lrpkit.fisher import (FisherVectorClassifier, FisherVectorEncoder, dense_sift, evaluate,
                            fv_contributions, improve, load_fisher, raw_fisher_vector, save_fisher)
 
-H, W = 48, 64
-
-
-def stripes(n, vertical, seed=0, h=H, w=W):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        im = rng.random((3, h, w)) * 0.1
-        yy, xx = np.mgrid[:h, :w]
-        per = rng.uniform(2.5, 4.0)
-        pat = np.sin((xx if vertical[i] else yy) / per + rng.uniform(0, 6)) > 0
-        out.append(np.clip(im + 0.6 * pat, 0, 1))
-    return np.stack(out).astype(np.float32)
+from images import H, W, stripes
 
 
 def small_encoder(**kw):

@@ -11,18 +11,7 @@ import lrpkit
 from lrpkit.fisher import (FisherLRP, FisherVectorClassifier, FisherVectorEncoder, feature_relevance,
                            fv_contributions, improve, pixel_map, project_to_sift)
 
-H, W = 48, 64
-
-
-def stripes(n, vertical, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        im = rng.random((3, H, W)) * 0.1
-        yy, xx = np.mgrid[:H, :W]
-        pat = np.sin((xx if vertical[i] else yy) / rng.uniform(2.5, 4.0) + rng.uniform(0, 6)) > 0
-        out.append(np.clip(im + 0.6 * pat, 0, 1))
-    return np.stack(out).astype(np.float32)
+from images import H, W, stripes
 
 
 @pytest.fixture(scope="module")

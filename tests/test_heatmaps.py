@@ -9,6 +9,8 @@ from PIL import Image
 from lrpkit.data import transforms as T
 from lrpkit.heatmaps import cnn_heatmaps, fv_heatmap, grow_box, input_geometry, normalized_average
 
+from images import H, W, stripes as _stripes
+
 
 def test_normalized_average_by_hand():
     a = np.array([[2.0, -1.0]])
@@ -64,19 +66,6 @@ def test_cnn_heatmaps_gradient_x_input_of_a_linear_model_by_hand():
     with pytest.raises(ValueError, match="one per image"):
         cnn_heatmaps(net, ims, [0, 1, 2])
 
-
-H, W = 48, 64
-
-
-def _stripes(n, vertical, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        im = rng.random((3, H, W)) * 0.1
-        yy, xx = np.mgrid[:H, :W]
-        pat = np.sin((xx if vertical[i] else yy) / rng.uniform(2.5, 4.0) + rng.uniform(0, 6)) > 0
-        out.append(np.clip(im + 0.6 * pat, 0, 1))
-    return np.stack(out).astype(np.float32)
 
 
 def test_fv_heatmap_is_fisher_lrp_pixel_map_and_score():

@@ -116,3 +116,16 @@ def test_show_heatmap_range_box_and_image():
     assert ax2.get_images()[0].get_array().shape == (3, 4, 3) and ax2.get_title() == "img"
     plt.close(fig)
     plt.close(fig2)
+
+
+def test_notebook_style_sets_the_reports_rcparams_and_names_unknown_keys():
+    import matplotlib.pyplot as plt
+
+    from lrpkit.viz import NOTEBOOK_STYLE, notebook_style
+
+    with plt.rc_context():
+        got = notebook_style({"legend.fontsize": 7})
+        assert got["legend.fontsize"] == 7 and got["figure.dpi"] == NOTEBOOK_STYLE["figure.dpi"]
+        assert plt.rcParams["legend.fontsize"] == 7 and plt.rcParams["axes.titlesize"] == 10
+        with pytest.raises(ValueError, match="axes.no_such"):
+            notebook_style({"axes.no_such": 1})
