@@ -38,16 +38,20 @@ __all__ = ["Canonizer", "BatchNormFold", "ResidualSums", "default_canonizers", "
            "fold_bn", "residual_blocks", "block_forward"]
 
 
-class Canonizer:
-    """Base class: ``apply(model, attributor)`` changes how the model computes during an
-    explanation, ``restore()`` undoes it.  :meth:`patch` swaps a module's forward and is
-    undone by the base class's :meth:`restore`."""
+class ForwardPatches:
+    """Instance-level ``forward`` replacements of modules, undone in reverse order by
+    :meth:`restore` (a module that had its own instance ``forward`` gets it back)."""
 
     def __init__(self):
         self._undo: list = []
 
-    def apply(self, model: nn.Module, attributor: Any) -> None:  # pragma: no cover
-        raise NotImplementedError
+    def __bool__(self) -> bool:
+        return bool(self._undo)
+
+    def patch(self, module: nn.Module, forward: Callable) -> None:
+        had = "forward" in module.__dict__
+        self._undo.append((module, had, module.__dict__.get("forward")))
+        module.__dict__["forward"] = forward  # an instance attribute; nn.Module.__setattr__ is not needed
 
     def restore(self) -> None:
         for m, had, old in reversed(self._undo):
@@ -57,10 +61,23 @@ class Canonizer:
                 m.__dict__.pop("forward", None)
         self._undo = []
 
+
+class Canonizer:
+    """Base class: ``apply(model, attributor)`` changes how the model computes during an
+    explanation, ``restore()`` undoes it.  :meth:`patch` swaps a module's forward and is
+    undone by the base class's :meth:`restore`."""
+
+    def __init__(self):
+        self._patches = ForwardPatches()
+
+    def apply(self, model: nn.Module, attributor: Any) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def restore(self) -> None:
+        self._patches.restore()
+
     def patch(self, module: nn.Module, forward: Callable) -> None:
-        had = "forward" in module.__dict__
-        self._undo.append((module, had, module.__dict__.get("forward")))
-        module.__dict__["forward"] = forward  # an instance attribute, removed by restore()
+        self._patches.patch(module, forward)  # an instance attribute, removed by restore()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -44,7 +44,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..explain import check_input, eval_mode, resolve_target
-from .canonizers import Canonizer, default_canonizers
+from .canonizers import Canonizer, ForwardPatches, default_canonizers
 from .composites import FIRST_LAYER_KINDS, Composite, get_composite
 from .layers import LAYERS, Op, SumOp, UnsupportedLayerError, layer_op, register_layer
 from .rules import Flat, Rule
@@ -204,7 +204,7 @@ class LRP:
         self.ops: dict[str, Op] = {}
         self._state: _CallState | None = None
         self._guard: _Guard | None = None
-        self._undo: list = []
+        self._patches = ForwardPatches()
         self._applied: list[Canonizer] = []
         self._stack: ExitStack | None = None
 
@@ -241,7 +241,7 @@ class LRP:
 
     # -- set-up / tear-down -------------------------------------------------------------
     def __enter__(self):
-        if self._undo or self._stack is not None:
+        if self._patches or self._stack is not None:
             raise RuntimeError("this LRP attributor is already in use (enter it once)")
         self._stack = ExitStack()
         try:
@@ -312,21 +312,14 @@ class LRP:
         return True
 
     def _patch(self, m: nn.Module, fwd) -> None:
-        had = "forward" in m.__dict__
-        self._undo.append((m, had, m.__dict__.get("forward")))
-        m.__dict__["forward"] = fwd  # an instance attribute; nn.Module.__setattr__ is not needed
+        self._patches.patch(m, fwd)
 
     def _restore(self) -> None:
         try:
             while self._applied:
                 self._applied.pop().restore()
         finally:
-            for m, had, old in reversed(self._undo):
-                if had:
-                    m.__dict__["forward"] = old
-                else:
-                    m.__dict__.pop("forward", None)
-            self._undo = []
+            self._patches.restore()
             stack, self._stack = self._stack, None
             if stack is not None:
                 stack.close()
