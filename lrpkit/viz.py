@@ -72,6 +72,17 @@ def _np(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
+def _relevance_map(h: Any, caller: str) -> np.ndarray:
+    """``h`` as a float64 ``(H, W)`` map, a ``(C, H, W)`` one summed over channels; else a
+    ``ValueError`` naming ``caller``."""
+    a = _np(h).astype(np.float64)
+    if a.ndim == 3:
+        a = a.sum(0)
+    if a.ndim != 2:
+        raise ValueError(f"{caller} expects a 2-D map (or (C, H, W)), got shape {a.shape}")
+    return a
+
+
 def channel_sum(R: Any) -> Any:
     """Sum relevance over channels: ``(N, C, H, W) -> (N, H, W)``, ``(C, H, W) -> (H, W)``.
 
@@ -97,11 +108,7 @@ def heatmap_rgb(h: Any, vmax: float | None = None, cmap: Any = LRP_CMAP,
     """A 2-D relevance map as RGB ``(H, W, 3)`` in [0, 1], colour scale symmetric about 0."""
     import matplotlib
 
-    a = _np(h).astype(np.float64)
-    if a.ndim == 3:
-        a = a.sum(0)
-    if a.ndim != 2:
-        raise ValueError(f"heatmap_rgb expects a 2-D map (or (C, H, W)), got shape {a.shape}")
+    a = _relevance_map(h, "heatmap_rgb")
     if cmap == LRP_CMAP:
         lrp_cmap()
     cm = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
@@ -241,11 +248,7 @@ def show_heatmap(ax, h: Any, title: str | None = None, percentile: float = 99.5,
     The colour range is symmetric about 0 (white) and ends at ``percentile`` of ``|h|``, so a few
     extreme pixels do not wash out the rest; returns the ``AxesImage``.
     """
-    a = _np(h).astype(np.float64)
-    if a.ndim == 3:
-        a = a.sum(0)
-    if a.ndim != 2:
-        raise ValueError(f"show_heatmap expects a 2-D map (or (C, H, W)), got shape {a.shape}")
+    a = _relevance_map(h, "show_heatmap")
     if cmap == LRP_CMAP:
         cmap = lrp_cmap()
     v = symmetric_limit(a, percentile)

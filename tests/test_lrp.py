@@ -13,7 +13,7 @@ torch.set_num_threads(1)
 
 
 # ------------------------------------------------------------------ a net worked out on paper
-from nets import two_layer  # noqa: E402
+from nets import skip_net, two_layer  # noqa: E402
 
 
 def both(rule):
@@ -74,22 +74,6 @@ def test_hand_zbox():
     torch.testing.assert_close(rel(net, x, both(Zero()), rules={"1": ZBox(-1.0, 3.0)}), exp)
 
 
-def skip_net(c1=1.5, c2=-0.5):
-    """torchvision BasicBlock on one channel at 1x1 (3x3 convs act by their centre weight)."""
-    from torchvision.models.resnet import BasicBlock
-
-    blk = BasicBlock(1, 1)
-    with torch.no_grad():
-        for conv, c in ((blk.conv1, c1), (blk.conv2, c2)):
-            conv.weight.zero_()
-            conv.weight[0, 0, 1, 1] = c
-        for bn in (blk.bn1, blk.bn2):
-            bn.running_mean.zero_()
-            bn.running_var.fill_(1 - bn.eps)
-    net = nn.Sequential(blk, nn.Flatten(), nn.Linear(1, 1, bias=False))
-    with torch.no_grad():
-        net[2].weight.fill_(1.0)
-    return net.eval(), torch.full((1, 1, 1, 1), 2.0)
 
 
 def test_hand_skip_connection():

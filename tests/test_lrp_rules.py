@@ -13,6 +13,8 @@ from lrpkit.lrp import (COMPOSITES, LRP, PRESETS, AlphaBeta, BatchNormFold, Cano
                         gradient_x_input, lrp, register_layer)
 from lrpkit.lrp.layers import LAYERS, ActivationOp, DenseOp
 
+from nets import skip_net
+
 torch.set_num_threads(1)
 
 
@@ -378,21 +380,6 @@ def test_lrp_options_declared_once():
 
 
 # ------------------------------------------------------------------ canonizers and sums
-def skip_net():
-    from torchvision.models.resnet import BasicBlock
-
-    blk = BasicBlock(1, 1)
-    with torch.no_grad():
-        for conv, c in ((blk.conv1, 1.5), (blk.conv2, -0.5)):
-            conv.weight.zero_()
-            conv.weight[0, 0, 1, 1] = c
-        for bn in (blk.bn1, blk.bn2):
-            bn.running_mean.zero_()
-            bn.running_var.fill_(1 - bn.eps)
-    net = nn.Sequential(blk, nn.Flatten(), nn.Linear(1, 1, bias=False))
-    with torch.no_grad():
-        net[2].weight.fill_(1.0)
-    return net.eval(), torch.full((1, 1, 1, 1), 2.0)
 
 
 def test_canonizers_as_a_list_and_a_custom_canonizer():
