@@ -32,8 +32,8 @@ from typing import Any, Optional
 import yaml
 
 __all__ = ["Config", "Section", "PathsConfig", "DataConfig", "CNNConfig", "FisherConfig",
-           "LRPConfig", "EvaluationConfig", "PDAConfig", "FGVisConfig", "ReportsConfig",
-           "SECTIONS", "DEFAULTS", "load_config", "as_config", "project_root", "resolve_path"]
+           "MethodSection", "LRPConfig", "EvaluationConfig", "PDAConfig", "FGVisConfig", "ReportsConfig",
+           "SECTIONS", "DEFAULTS", "load_config", "as_config", "merge", "project_root", "resolve_path"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,6 +93,127 @@ class Section(Mapping):
             if k not in cls.__dataclass_fields__:
                 raise ValueError(_unknown(cls._name, k, cls.__dataclass_fields__))
         return cls(**{k: _check_value(cls, k, copy.deepcopy(v)) for k, v in data.items()})
+
+
+class MethodSection(Section):
+    """A section that feeds a registered method (``lrp``, ``pda``, ``fgvis``).
+
+    Besides its own fields (the notebooks' budgets) it takes every configurable parameter of
+    the method, with the name, default and accepted values of the method's own declaration
+    (:mod:`lrpkit.params`; nothing is restated here)::
+
+        cfg.pda.window            # 10: the default of lrpkit.pda.prediction_difference
+        cfg.pda.method_params()   # the keyword arguments for explain(..., method="pda")
+
+    ``_defaults`` holds the few values this application sets differently from the method's
+    own default, each with its reason.  The method's module (torch) is imported on first use
+    of a parameter, not when the config is loaded without them.
+    """
+
+    _method: typing.ClassVar[str] = ""
+    _defaults: typing.ClassVar[dict[str, Any]] = {}
+    #: parameters that are not configuration (objects, progress display)
+    _exclude: typing.ClassVar[tuple[str, ...]] = ("progress",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_params", {})
+
+    @classmethod
+    def declared(cls) -> dict[str, Any]:
+        """The method's configurable parameters: ``{name: lrpkit.params.Param}``."""
+        from .explain import get_method
+        from .params import Boolean, InstanceOf, Interval, Options
+
+        def plain(p) -> bool:
+            return any(isinstance(c, (Options, Interval, Boolean))
+                       or (isinstance(c, InstanceOf) and str in c.types) for c in p.constraints)
+
+        return {k: p for k, p in get_method(cls._method).parameters.items()
+                if k not in cls._exclude and k not in cls.__dataclass_fields__ and plain(p)}
+
+    def _param(self, key: str) -> Any:
+        p = self.declared()[key]
+        return self._params.get(key, self._defaults.get(key, p.default))
+
+    def method_params(self) -> dict[str, Any]:
+        """Keyword arguments for ``explain(..., method=<this method>)``: every configurable
+        parameter (this config's value, else the method's default)."""
+        return {k: self._param(k) for k in self.declared()}
+
+    def overrides(self) -> dict[str, Any]:
+        """The method parameters this configuration sets (its own values and ``_defaults``),
+        without the ones left at the method's default."""
+        return {**self._defaults, **self._params}
+
+    def _keys(self) -> list[str]:
+        return [*self.__dataclass_fields__, *self.declared()]
+
+    def __getitem__(self, key: str) -> Any:
+        if isinstance(key, str) and key in self.__dataclass_fields__:
+            return getattr(self, key)
+        if isinstance(key, str) and key in self.declared():
+            return self._param(key)
+        raise KeyError(key)
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(_unknown(self._name, key, self._keys())) from None
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    def _set_param(self, key: str, value: Any) -> None:
+        decl = self.declared()
+        if key not in decl:
+            raise KeyError(_unknown(self._name, key, self._keys()))
+        value = _plain(value)
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                isinstance(decl[key].default, float):
+            value = float(value)
+        try:
+            decl[key].check(value, owner=f"config key {self._name}.{key}")
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(f"parameter {key!r} ", "")) from None
+        self._params[key] = value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in self.__dataclass_fields__:
+            setattr(self, key, _check_value(type(self), key, value))
+        else:
+            self._set_param(key, value)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key in self.__dataclass_fields__ or key.startswith("_"):
+            object.__setattr__(self, key, value)
+        else:
+            self._set_param(key, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: _plain(getattr(self, k)) for k in self.__dataclass_fields__},
+                **{k: _plain(v) for k, v in self.method_params().items()}}
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> "Section":
+        data = {} if data is None else data
+        if not isinstance(data, Mapping):
+            raise TypeError(f"config section {cls._name!r} must be a mapping, got "
+                            f"{type(data).__name__}")
+        own = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        sec = super().from_mapping(own)
+        for k, v in data.items():
+            if k not in own:
+                try:
+                    sec._set_param(k, copy.deepcopy(v))
+                except KeyError as exc:
+                    raise ValueError(exc.args[0]) from None
+        return sec
 
 
 def _unknown(section: str, key: Any, allowed: Any) -> str:
@@ -195,7 +316,7 @@ class DataConfig(Section):
 
 @dataclass(eq=False)
 class CNNConfig(Section):
-    """Scene CNN and its training (paper 000 App. E; :func:`lrpkit.models.train_cnn`)."""
+    """Scene CNN and its training (Lapuschkin et al. 2016, App. E; :func:`lrpkit.models.train_cnn`)."""
 
     _name = "cnn"
     size: int = 128                    # longest side S after rescaling; padded to S x S
@@ -224,7 +345,8 @@ class CNNConfig(Section):
 
 @dataclass(eq=False)
 class FisherConfig(Section):
-    """Fisher-vector pipeline (paper 000 Sec. 4; :class:`lrpkit.fisher.FisherVectorClassifier`)."""
+    """Fisher-vector pipeline (Lapuschkin et al. 2016, Sec. 4;
+    :class:`lrpkit.fisher.FisherVectorClassifier`)."""
 
     _name = "fisher"
     bin_sizes: list[int] = field(default_factory=lambda: [4, 6, 8])
@@ -245,13 +367,12 @@ class FisherConfig(Section):
 
 
 @dataclass(eq=False)
-class LRPConfig(Section):
-    """LRP settings for the notebooks (:func:`lrpkit.lrp.params_from_config`)."""
+class LRPConfig(MethodSection):
+    """LRP settings for the notebooks: the parameters of ``explain(method="lrp")``
+    (:class:`lrpkit.lrp.LRP`'s declaration) plus the lists the notebooks compare."""
 
     _name = "lrp"
-    composite: str = "alpha2_beta1"
-    epsilon: float = 0.01
-    cutoff: Optional[str] = None
+    _method = "lrp"
     composites: list[str] = field(default_factory=lambda: ["epsilon", "alpha2_beta1",
                                                            "epsilon_plus_flat"])
     baselines: list[str] = field(default_factory=lambda: ["sensitivity", "deconvnet",
@@ -272,14 +393,14 @@ class EvaluationConfig(Section):
     tag_images: int = 12
     tag_margin: int = 8
     cnn_cutoff: Optional[str] = "features.6"
-    # notebook 02: context (paper 000 eq. 11, Fig. 6) against the planted truth
-    context_images: int = 6              # test images per class for mu (paper 000 Fig. 6)
+    # notebook 02: context (Lapuschkin et al. 2016, eq. 11, Fig. 6) against the planted truth
+    context_images: int = 6              # test images per class for mu (Lapuschkin et al. 2016, Fig. 6)
     context_bootstrap: int = 1000        # bootstrap resamples for mu's intervals
     context_ap_images: Optional[int] = 80    # test images (and swapped twins) for the AP drop; None: all
-    # notebook 04: region perturbation / AOPC (paper 002; lrpkit.evaluate.perturbation)
+    # notebook 04: region perturbation / AOPC (Samek et al. 2017; lrpkit.evaluate.perturbation)
     aopc_images: int = 4                 # scene-CNN test images for Fig. 4, complexity, deletion
-    aopc_steps: int = 40                 # perturbation steps L (paper 002: 100)
-    aopc_repeats: int = 2                # uniform-noise repeats (paper 002: 10)
+    aopc_steps: int = 40                 # perturbation steps L (Samek et al. 2017: 100)
+    aopc_repeats: int = 2                # uniform-noise repeats (Samek et al. 2017: 10)
     aopc_region_size: Optional[int] = None   # m; None: paper's 9 at 227 px scaled to the input
     aopc_region_sizes: list[int] = field(default_factory=lambda: [1, 3, 5, 9, 19])  # Fig. 8 (scaled)
     aopc_scale_images: int = 2           # images for the region-size study (Fig. 8)
@@ -296,14 +417,13 @@ class EvaluationConfig(Section):
 
 
 @dataclass(eq=False)
-class PDAConfig(Section):
-    """Prediction difference analysis (lrpkit.pda; notebook 05_pda_speedup budgets)."""
+class PDAConfig(MethodSection):
+    """Prediction difference analysis: the parameters of ``explain(method="pda")``
+    (:func:`lrpkit.pda.prediction_difference`'s declaration) plus notebook 05's budgets."""
 
     _name = "pda"
-    window: int = 10                 # k (Zintgraf et al. 2017, paper 003: 10)
-    outer: int = 18                  # l (18)
-    samples: int = 10                # S per window for "sampling" (10)
-    prob: str = "sigmoid"            # multi-label scene CNN: one sigmoid per class
+    _method = "pda"
+    _defaults = {"prob": "sigmoid"}  # the scene CNN is multi-label: one sigmoid per class
     patch_images: int = 200          # training images the patch Gaussian is fitted on
     patch_max_patches: int = 20000   # outer patches drawn from them
     heatmap_images: int = 3          # test images (distinct classes) for the heatmap panels
@@ -313,25 +433,18 @@ class PDAConfig(Section):
     invariance_images: int = 2       # Fig. 18
     invariance_angle: float = 10.0   # degrees
     invariance_crop: float = 0.8     # kept share of each side
-    aopc_steps: int = 20             # region perturbation of the heatmap images (paper 002: 100)
-    aopc_repeats: int = 2            # uniform-noise repeats (paper 002: 10)
-    aopc_region_size: int = 9        # m x m regions (paper 002: 9)
-    batch_size: Optional[int] = None  # windows per forward pass (None: memory-capped auto)
+    aopc_steps: int = 20             # region perturbation of the heatmap images (Samek et al. 2017: 100)
+    aopc_repeats: int = 2            # uniform-noise repeats (Samek et al. 2017: 10)
+    aopc_region_size: int = 9        # m x m regions (Samek et al. 2017: 9)
 
 
 @dataclass(eq=False)
-class FGVisConfig(Section):
-    """FGVis (lrpkit.fgvis, Wagner et al. CVPR 2019; notebook 06_fgvis_bias_probes budgets)."""
+class FGVisConfig(MethodSection):
+    """FGVis: the parameters of ``explain(method="fgvis")`` (:func:`lrpkit.fgvis.fgvis`'s
+    declaration, Wagner et al. 2019) plus notebook 06's budgets."""
 
     _name = "fgvis"
-    game: str = "deletion"              # the mask game of explain(method="fgvis") (eq. 2-3)
-    steps: int = 100                    # optimisation steps per mask
-    lr: float = 0.05                    # Adam step size on the mask
-    sparsity: float = 1.0               # initial lambda of the L1 term (adapted during the run)
-    similarity: str = "logodds"         # prob | ce (paper) | logodds (no saturation)
-    reference: str = "zero"             # zero | blur | noise | mean
-    lambda_factor: float = 1.1          # lambda *= / /= this per step (score level met / not)
-    level: float = 0.9                  # share of the image-vs-reference score kept / removed
+    _method = "fgvis"
     example_images: int = 3             # Fig. 2: the four games on these test images
     defence_images: int = 200           # Table 1: confidently classified test images
     defence_candidates: Optional[int] = None  # test images screened for them (None: all)
@@ -349,7 +462,7 @@ class FGVisConfig(Section):
 
 @dataclass(eq=False)
 class ReportsConfig(Section):
-    """The report runner (:mod:`lrpkit.reports`)."""
+    """The report runner (:mod:`lrpkit.batch`)."""
 
     _name = "reports"
     notebooks: Optional[list[str]] = None      # None: every notebook in name order
@@ -446,8 +559,13 @@ def _defaults_dict() -> dict[str, Any]:
     return Config().to_dict()
 
 
-#: The built-in defaults as a plain dict (read-only view for the curious; the dataclasses rule).
-DEFAULTS: dict[str, Any] = _defaults_dict()
+def __getattr__(name: str) -> Any:
+    # ``DEFAULTS``: the built-in defaults as a plain dict (read-only view for the curious; the
+    # dataclasses and the methods' declarations rule).  Computed on use: the method sections
+    # import their methods (torch), which ``import lrpkit.config`` must not.
+    if name == "DEFAULTS":
+        return _defaults_dict()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def project_root() -> Path:
@@ -462,11 +580,13 @@ def project_root() -> Path:
     return here
 
 
-def _merge(base: dict, over: Mapping) -> dict:
-    out = dict(base)
+def merge(base: Mapping, over: Mapping) -> dict:
+    """``over`` merged into a copy of ``base``: nested mappings merged key by key, anything else
+    replaced.  The result shares no dict or list with either input (sections become plain dicts)."""
+    out = _plain(dict(base))
     for k, v in over.items():
         if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _merge(_plain(out[k]), v)
+            out[k] = merge(out[k], v)
         else:
             out[k] = _plain(v)
     return out
@@ -478,9 +598,9 @@ def _undot(over: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in over.items():
         if isinstance(k, str) and "." in k:
             sec, key = k.split(".", 1)
-            out = _merge(out, {sec: _undot({key: v})})
+            out = merge(out, {sec: _undot({key: v})})
         else:
-            out = _merge(out, {k: v})
+            out = merge(out, {k: v})
     return out
 
 
@@ -530,7 +650,7 @@ def load_config(config: str | os.PathLike | Mapping | None = None, **overrides: 
             raise ValueError(f"config file {p} must hold a mapping at top level")
         source = str(p)
     try:
-        merged = _merge(dict(data), _undot(overrides))
+        merged = merge(data, _undot(overrides))
         return _build(merged, source)
     except (ValueError, TypeError) as exc:
         if source.startswith("<"):

@@ -29,17 +29,23 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from .params import Param, parameters, validate
+
 __all__ = ["Method", "register", "methods", "get_method", "explain", "explain_func",
            "model_scores", "resolve_target", "check_input", "eval_mode"]
 
 
 @dataclass(frozen=True)
 class Method:
-    """A registered heatmap method: its function, default parameters and provenance."""
+    """A registered heatmap method: its function, declared parameters and provenance.
+
+    ``parameters`` are the function's own declaration (:mod:`lrpkit.params`: each keyword
+    parameter's default and constraints); ``params`` are their defaults.
+    """
 
     name: str
     func: Callable[..., torch.Tensor]
-    params: Mapping[str, Any] = field(default_factory=dict)
+    parameters: Mapping[str, Param] = field(default_factory=dict)
     description: str = ""
     paper: str = ""
     model_kind: str = "torch"  # "torch" (nn.Module) or "fisher" (FisherVectorClassifier)
@@ -47,22 +53,42 @@ class Method:
     #: (saves a forward; the prediction is then the one of the explained pass)
     resolves_pred: bool = False
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """Default value of each parameter."""
+        return {k: p.default for k, p in self.parameters.items()}
+
+    def validate(self, values: Mapping[str, Any]) -> None:
+        """Raise :class:`~lrpkit.params.InvalidParameterError` naming any unknown parameter or
+        rejected value in ``values``."""
+        validate(self.parameters, values, owner=f"method {self.name!r}")
+
     def __repr__(self) -> str:  # short, for listings in notebooks
-        return f"Method({self.name!r}, params={dict(self.params)!r})"
+        return f"Method({self.name!r}, params={self.params!r})"
+
+    def describe(self) -> str:
+        """One line per parameter: name, default and accepted values."""
+        lines = [f"{self.name}: {self.description}" + (f" ({self.paper})" if self.paper else "")]
+        lines += [f"  {p.name} = {p.default!r}: {p.describe()}" for p in self.parameters.values()]
+        return "\n".join(lines)
 
 
 _REGISTRY: dict[str, Method] = {}
 
+#: the leading arguments every registered function takes positionally
+_CALL_ARGS = ("model", "x", "target")
 
-def register(name: str, *, params: Mapping[str, Any] | None = None, description: str = "",
-             paper: str = "", model_kind: str = "torch", replace: bool = False,
-             resolves_pred: bool = False):
+
+def register(name: str, *, description: str = "", paper: str = "", model_kind: str = "torch",
+             replace: bool = False, resolves_pred: bool = False):
     """Decorator that adds ``func(model, x, target, **params)`` to the registry.
 
-    ``params`` are the default keyword arguments; when omitted they are read from the
-    function's keyword-only parameters.  ``resolves_pred=True``: the function is handed
-    ``target="pred"`` unchanged and takes each sample's arg-max from its own forward pass
-    (one forward instead of two); otherwise ``target`` is always a LongTensor ``(N,)``.
+    ``func`` is the real function, declared with :func:`lrpkit.params.declare` (or
+    :func:`~lrpkit.params.forwards` for an adapter): its keyword parameters, defaults and
+    constraints are the method's parameters; nothing is restated here.
+    ``resolves_pred=True``: the function is handed ``target="pred"`` unchanged and takes each
+    sample's arg-max from its own forward pass (one forward instead of two); otherwise
+    ``target`` is always a LongTensor ``(N,)``.
     """
     if not isinstance(name, str) or not name:
         raise ValueError("method name must be a non-empty string")
@@ -71,11 +97,9 @@ def register(name: str, *, params: Mapping[str, Any] | None = None, description:
         if name in _REGISTRY and not replace and _REGISTRY[name].func is not func:
             raise ValueError(f"method {name!r} is already registered "
                              f"(by {_REGISTRY[name].func.__module__}); pass replace=True")
-        defaults = dict(params) if params is not None else {
-            p.name: p.default for p in inspect.signature(func).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY}
-        doc = description or (inspect.getdoc(func) or "").split("\n\n")[0]
-        _REGISTRY[name] = Method(name, func, defaults, doc, paper, model_kind, resolves_pred)
+        params = {k: p for k, p in parameters(func).items() if k not in _CALL_ARGS}
+        doc = description or " ".join((inspect.getdoc(func) or "").split("\n\n")[0].split())
+        _REGISTRY[name] = Method(name, func, params, doc, paper, model_kind, resolves_pred)
         return func
 
     return deco
@@ -86,15 +110,12 @@ def _load_builtin_methods() -> None:
     import importlib
 
     for mod in ("lrpkit.lrp", "lrpkit.fisher", "lrpkit.pda", "lrpkit.fgvis"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a capability not built yet
-            if exc.name != mod:
-                raise
+        importlib.import_module(mod)
 
 
 def methods() -> dict[str, Method]:
-    """All registered methods by name (a copy)."""
+    """All registered methods by name (a copy); ``methods()[name].describe()`` lists a
+    method's parameters, defaults and accepted values."""
     _load_builtin_methods()
     return dict(sorted(_REGISTRY.items()))
 
@@ -234,13 +255,11 @@ def explain(model: Any, x: torch.Tensor, target: Any = "pred", method: str = "lr
     """Relevance of every input element for ``target``: a tensor of ``x``'s shape.
 
     ``method`` names a registered method (see :func:`methods`); ``params`` override its
-    defaults and are checked against them.
+    defaults and are checked against its declaration (an unknown name or a rejected value
+    raises :class:`~lrpkit.params.InvalidParameterError` naming the parameter).
     """
     m = get_method(method)
-    unknown = set(params) - set(m.params)
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)} for method {method!r}; "
-                         f"it takes {sorted(m.params)}")
+    m.validate(params)
     x = check_input(x)
     if m.resolves_pred and isinstance(target, str) and target == "pred":
         t = target  # the method takes the arg-max of its own (single) forward pass

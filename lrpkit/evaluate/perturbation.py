@@ -54,7 +54,8 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from ..explain import eval_mode, explain, model_scores, resolve_target
+from ..explain import check_input, eval_mode, explain, model_scores, resolve_target
+from ..params import Boolean, InstanceOf, Interval, IsCallable, Options, declare
 from .road import noisy_linear_impute
 
 __all__ = ["ORDERS", "REPLACEMENTS", "REGIONS", "PAPER_002_METHODS", "region_perturbation",
@@ -66,7 +67,7 @@ REPLACEMENTS = ("uniform", "zero", "mean", "blur", "road")
 REGIONS = ("grid", "centred")
 _INF_RANK = torch.iinfo(torch.int32).max
 
-#: The heatmap methods of paper 002 Fig. 4 as :func:`compare_methods` specs (``lrp`` composites:
+#: The heatmap methods of Samek et al. 2017, Fig. 4 as :func:`compare_methods` specs (``lrp`` composites:
 #: alpha2_beta1 = eq. 8 with alpha = 2, beta = 1 on convolutions; epsilon = eq. 7 everywhere;
 #: sensitivity = eq. 3 with the l2 or l-inf norm over channels).
 PAPER_002_METHODS: dict[str, dict[str, Any]] = {
@@ -83,7 +84,7 @@ PAPER_002_METHODS: dict[str, dict[str, Any]] = {
 
 
 def scaled_region_size(size: int, image_side: int, reference_side: int = 227) -> int:
-    """A region side of paper 002 (given at its 227 px input) scaled to ``image_side`` pixels
+    """A region side of Samek et al. 2017 (given at its 227 px input) scaled to ``image_side`` pixels
     (rounded, at least 1): 9 px at 227 px -> 4 px at 112 px."""
     if size < 1 or image_side < 1 or reference_side < 1:
         raise ValueError(f"sizes must be positive, got {size}, {image_side}, {reference_side}")
@@ -99,22 +100,6 @@ def _device(model: Any) -> torch.device:
         for t in model.buffers():
             return t.device
     return torch.device("cpu")
-
-
-def _check_x(x: Any) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x must have rank 4 (N, C, H, W), got shape {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError("x is an empty batch")
-    if not torch.is_floating_point(x):
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("x contains NaN or infinite values")
-    return x
 
 
 def _check_heatmaps(heatmaps: Any, x: torch.Tensor, name: str = "heatmaps") -> torch.Tensor:
@@ -138,18 +123,6 @@ def _check_heatmaps(heatmaps: Any, x: torch.Tensor, name: str = "heatmaps") -> t
         bad = int((~torch.isfinite(h)).sum())
         raise ValueError(f"{name} contains {bad} NaN or infinite relevance values")
     return h
-
-
-def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value.lower() not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value.lower()
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _bounds(model: Any, bounds: Any, C: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,8 +188,8 @@ class _Scorer:
 
 
 def _auto_batch(batch_size: Any, x: torch.Tensor, max_batch_mb: float) -> int:
-    if batch_size is not None:
-        return _positive_int(batch_size, "batch_size")
+    if batch_size is not None:     # validated by the caller's declaration
+        return int(batch_size)
     per = x[0].numel() * 4
     return int(max(1, min(4096, (max_batch_mb * 2 ** 20) // per)))
 
@@ -280,6 +253,11 @@ def _centred_ranks(h: torch.Tensor, m: int, order: str, R: int, steps: int,
     return ranks[:, :H * W].view(N, R, H, W)
 
 
+_POS = Interval(int, 1, None)
+
+
+@declare(region_size=_POS, steps=_POS, order=Options(*ORDERS), regions=Options(*REGIONS),
+         repeats=_POS, seed=Interval(int, 0, None), device=[InstanceOf(str, torch.device), None])
 def removal_ranks(heatmaps: Any, shape: Sequence[int], *, region_size: int = 9, steps: int = 100,
                   order: str = "morf", regions: str = "grid", repeats: int = 1,
                   seed: int = 0, device: Any = None) -> torch.Tensor:
@@ -289,16 +267,13 @@ def removal_ranks(heatmaps: Any, shape: Sequence[int], *, region_size: int = 9, 
     ``heatmaps`` ``(N, H, W)`` or ``(N, C, H, W)``; ``shape`` the image batch's shape.
     """
     x = torch.empty(tuple(shape), device="meta")
-    order = _check_choice(order, "order", ORDERS)
-    regions = _check_choice(regions, "regions", REGIONS)
     h = _check_heatmaps(heatmaps, x)
     if device is not None:
         h = h.to(device)
     H, W = h.shape[-2:]
-    m = _positive_int(region_size, "region_size")
+    m = region_size
     if m > min(H, W):
         raise ValueError(f"region_size={m} is larger than the image ({H}x{W})")
-    steps = _positive_int(steps, "steps")
     gen = torch.Generator(device=h.device).manual_seed(int(seed))
     if regions == "grid":
         ranks, nreg = _grid_ranks(h, m, order, repeats, gen)
@@ -310,7 +285,7 @@ def removal_ranks(heatmaps: Any, shape: Sequence[int], *, region_size: int = 9, 
 
 
 def aopc_from_scores(score: xr.DataArray) -> xr.Dataset:
-    """AOPC (paper 002 eq. 12) from ``score(..., step, repeat)``: ``aopc_curve(..., step)`` is the
+    """AOPC (Samek et al. 2017, eq. 12) from ``score(..., step, repeat)``: ``aopc_curve(..., step)`` is the
     AOPC over the first ``L = step`` steps, ``aopc`` its value at the last step."""
     drop = score.isel(step=0) - score                      # f(x^0) - f(x^k)
     drop = drop.mean("repeat")
@@ -384,6 +359,12 @@ def _run_batches(scorer: _Scorer, x: torch.Tensor, t: torch.Tensor, ranks: torch
     return out.view(N, R, S)
 
 
+@declare(region_size=_POS, steps=_POS, repeats=_POS, order=Options(*ORDERS),
+         replacement=Options(*REPLACEMENTS), regions=Options(*REGIONS),
+         bounds=[InstanceOf(tuple, list, name="a (low, high) pair"), None],
+         blur_sigma=Interval(float, 0, None, closed="neither"), road_noise=Interval(float, 0, None),
+         batch_size=[_POS, None], max_batch_mb=Interval(float, 0, None, closed="neither"),
+         seed=Interval(int, 0, None), progress=[Boolean(), IsCallable()])
 def region_perturbation(model: Any, x: Any, heatmaps: Any, target: Any = "pred", *,
                         region_size: int = 9, steps: int = 100, repeats: int = 10,
                         order: str = "morf", replacement: str = "uniform",
@@ -424,13 +405,8 @@ def region_perturbation(model: Any, x: Any, heatmaps: Any, target: Any = "pred",
     ``steps``) and ``perturbed_fraction(step)`` (mean share of pixels perturbed); the parameters
     in ``attrs``.
     """
-    x = _check_x(x)
-    order = _check_choice(order, "order", ORDERS)
-    replacement = _check_choice(replacement, "replacement", REPLACEMENTS)
-    regions = _check_choice(regions, "regions", REGIONS)
-    repeats = _positive_int(repeats, "repeats")
-    steps = _positive_int(steps, "steps")
-    m = _positive_int(region_size, "region_size")
+    x = check_input(x)
+    m = region_size
     N, C, H, W = x.shape
     if m > min(H, W):
         raise ValueError(f"region_size={m} is larger than the image ({H}x{W})")
@@ -508,7 +484,7 @@ def compare_methods(model: Any, x: Any, target: Any = "pred",
                     methods: Mapping[str, Any] | None = None, *, heatmaps: Mapping[str, Any] | None = None,
                     explain_batch_size: int = 64, random_baseline: bool = True,
                     **perturbation_kwargs: Any) -> xr.Dataset:
-    """Region perturbation for several heatmap methods and the random baseline (paper 002 Fig. 4).
+    """Region perturbation for several heatmap methods and the random baseline (Samek et al. 2017, Fig. 4).
 
     ``methods`` maps a display name to the parameters of :func:`lrpkit.explain` (the key
     ``"method"`` names the registered method; without it the display name is the method), e.g.
@@ -520,9 +496,9 @@ def compare_methods(model: Any, x: Any, target: Any = "pred",
     Returns one Dataset with dim ``method`` (the methods, then ``"random"``): ``score``,
     ``aopc_curve``, ``aopc`` as in :func:`region_perturbation`, and
     ``aopc_minus_random(method, step)``: the mean over images of the AOPC curve minus the random
-    baseline's (paper 002 Fig. 4), plus ``aopc_minus_random_image(method, image, step)``.
+    baseline's (Samek et al. 2017, Fig. 4), plus ``aopc_minus_random_image(method, image, step)``.
     """
-    x = _check_x(x)
+    x = check_input(x)
     methods = dict(methods or {})
     heatmaps = dict(heatmaps or {})
     if not methods and not heatmaps:
@@ -566,6 +542,13 @@ def compare_methods(model: Any, x: Any, target: Any = "pred",
 
 # --------------------------------------------------------------------------------- RISE
 
+_SUBSTRATES = ("zero", "blur", "mean")
+
+
+@declare(step_pixels=[_POS, None], substrate=Options(*_SUBSTRATES),
+         insertion_substrate=Options(*_SUBSTRATES), blur_sigma=Interval(float, 0, None, closed="neither"),
+         score=Options("softmax", "sigmoid", "raw"), batch_size=[_POS, None],
+         max_batch_mb=Interval(float, 0, None, closed="neither"), progress=[Boolean(), IsCallable()])
 def deletion_insertion(model: Any, x: Any, heatmaps: Any, target: Any = "pred", *,
                        step_pixels: int | None = None, substrate: str = "zero",
                        insertion_substrate: str = "blur", blur_sigma: float = 5.0,
@@ -584,14 +567,10 @@ def deletion_insertion(model: Any, x: Any, heatmaps: Any, target: Any = "pred", 
     pixels deleted / inserted) and ``deletion_auc(image)``, ``insertion_auc(image)`` (trapezoid
     over ``fraction`` in [0, 1]; a good heatmap has low deletion and high insertion AUC).
     """
-    x = _check_x(x)
+    x = check_input(x)
     N, C, H, W = x.shape
     h = _check_heatmaps(heatmaps, x)
-    subs = ("zero", "blur", "mean")
-    substrate = _check_choice(substrate, "substrate", subs)
-    insertion_substrate = _check_choice(insertion_substrate, "insertion_substrate", subs)
-    score = _check_choice(score, "score", ("softmax", "sigmoid", "raw"))
-    sp = W if step_pixels is None else _positive_int(step_pixels, "step_pixels")
+    sp = W if step_pixels is None else step_pixels
     if sp > H * W:
         raise ValueError(f"step_pixels={sp} is larger than the image ({H}x{W} pixels)")
     n_steps = -(-H * W // sp)

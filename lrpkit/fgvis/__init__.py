@@ -24,12 +24,13 @@ from typing import Any
 import torch
 
 from ..explain import register
+from ..params import Options, declare, forwards, parameters
 from . import baselines, defence, games
 from .baselines import gradcam, occlusion
 from .defence import NONLINEARITIES, Defence
 from .games import GAMES, REFERENCES, FGVisResult, fgvis, frozen, make_reference
 
-__all__ = ["fgvis", "FGVisResult", "GAMES", "REFERENCES", "Defence", "NONLINEARITIES", "frozen",
+__all__ = ["fgvis", "fgvis_map", "FGVisResult", "GAMES", "REFERENCES", "Defence", "NONLINEARITIES", "frozen",
            "make_reference", "occlusion", "gradcam", "defence_validation", "faithfulness",
            "colour_bias", "channel_swap", "tag_bias", "games", "defence", "baselines",
            "experiments", "params_from_config"]
@@ -39,49 +40,35 @@ _PAPER = ("Wagner et al., Interpretable and Fine-Grained Visual Explanations for
 
 
 @register("fgvis", paper=_PAPER, replace=True)
-def _fgvis_method(model, x, target, *, game: str = "deletion", defence: bool = True,
-                  steps: int = 100, lr: float = 0.05, sparsity: float = 1.0,
-                  similarity: str = "logodds", reference: Any = "zero", optimizer: str = "adam",
-                  lambda_factor: float = 1.1, level: float = 0.9, stop: str = "steps",
-                  seed: int = 0, output: str = "mask") -> torch.Tensor:
-    """FGVis mask (N, C, H, W) in [0, 1] of the chosen game (Wagner et al. 2019, eq. 1-3, defence eq. 4-6).
+@forwards(fgvis, skip=("progress",))
+@declare(output=Options("mask", "relevance"))
+def fgvis_map(model, x, target, *, output: str = "mask", **params: Any) -> torch.Tensor:
+    """FGVis mask or evidence map (N, C, H, W) in [0, 1] of the chosen game (Wagner et al. 2019, eq. 1-3;
+    the defence eq. 4-6); every parameter of :func:`~lrpkit.fgvis.games.fgvis` is taken.
 
-    output="mask" (default) returns m; output="relevance" returns the evidence map: 1 - m for
-    deletion / repression (the deleted entries), m for preservation / generation.
+    ``output="mask"`` (default) returns the optimised mask ``m``; ``output="relevance"`` returns
+    where the evidence is: ``1 - m`` for deletion / repression (the entries the optimiser
+    deleted), ``m`` for preservation / generation, so that the map reads like the other
+    methods' heatmaps (high = important).
     """
-    if output not in ("mask", "relevance"):
-        raise ValueError(f"output must be 'mask' or 'relevance', got {output!r}")
-    res = fgvis(model, x, target, game=game, defence=defence, steps=steps, lr=lr,
-                sparsity=sparsity, similarity=similarity, reference=reference,
-                optimizer=optimizer, lambda_factor=lambda_factor, level=level, stop=stop,
-                seed=seed)
+    res = fgvis(model, x, target, **params)
     m = res.mask.to(x.device)
-    if output == "relevance" and GAMES[game][1] == "delete":
+    if output == "relevance" and GAMES[params.get("game", "deletion")][1] == "delete":
         m = 1.0 - m
     return m
 
 
-@register("occlusion", paper="Zeiler & Fergus, Visualizing and understanding CNNs, ECCV 2014",
-          replace=True)
-def _occlusion_method(model, x, target, *, window: int = 16, stride: int = 8,
-                      value: float = 0.0, batch_size: int = 256) -> torch.Tensor:
-    """Occlusion by a sliding grey window (Zeiler & Fergus 2014): drop of the target's softmax score."""
-    return occlusion(model, x, target, window=window, stride=stride, value=value,
-                     batch_size=batch_size)
-
-
-@register("gradcam", paper="Selvaraju et al., Grad-CAM, ICCV 2017", replace=True)
-def _gradcam_method(model, x, target, *, layer: str | None = None) -> torch.Tensor:
-    """Grad-CAM (Selvaraju et al. 2017) on the last conv layer (or ``layer``), upsampled to the input."""
-    return gradcam(model, x, target, layer=layer)
+register("occlusion", paper="Zeiler & Fergus 2014", replace=True)(occlusion)
+register("gradcam", paper="Selvaraju et al. 2017", replace=True)(gradcam)
 
 
 def params_from_config(cfg) -> dict[str, Any]:
-    """``explain(..., method="fgvis")`` keyword arguments from a config's ``fgvis`` section."""
+    """Keyword arguments of :func:`~lrpkit.fgvis.games.fgvis` that a config's ``fgvis`` section
+    sets (a :class:`~lrpkit.config.Config`, its section, or a plain mapping); parameters the
+    config leaves alone keep the function's defaults."""
     sec = cfg["fgvis"] if "fgvis" in cfg else cfg
-    keys = ("game", "steps", "lr", "sparsity", "similarity", "reference", "optimizer",
-            "lambda_factor", "level")
-    return {k: sec[k] for k in keys if k in sec}
+    given = sec.overrides() if hasattr(sec, "overrides") else dict(sec)
+    return {k: v for k, v in given.items() if k in parameters(fgvis)}
 
 
 from . import experiments  # noqa: E402

@@ -72,6 +72,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..explain import check_input, eval_mode, resolve_target
+from .._progress import iterate
+from ..params import Boolean, InstanceOf, Interval, IsCallable, Options, declare
 from .defence import Defence
 
 __all__ = ["GAMES", "REFERENCES", "FGVisResult", "fgvis", "make_reference", "frozen"]
@@ -169,29 +171,16 @@ def make_reference(x: torch.Tensor, reference: Any = "zero", *, seed: int = 0,
                      f"or a tensor")
 
 
-def _check_params(game, similarity, optimizer, stop, steps, lr, sparsity, level, lambda_factor):
-    if game not in GAMES:
-        raise ValueError(f"unknown game {game!r}; expected one of {tuple(GAMES)}")
-    if similarity not in _SIMILARITIES:
-        raise ValueError(f"unknown similarity {similarity!r}; expected one of {_SIMILARITIES}")
-    if optimizer not in _OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {_OPTIMIZERS}")
-    if stop not in _STOPS:
-        raise ValueError(f"unknown stop rule {stop!r}; expected one of {_STOPS}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-    for name, v in (("lr", lr), ("lambda_factor", lambda_factor)):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-    if lambda_factor < 1:
-        raise ValueError(f"lambda_factor must be >= 1, got {lambda_factor!r}")
-    if not isinstance(sparsity, (int, float)) or isinstance(sparsity, bool) or not np.isfinite(sparsity) \
-            or sparsity < 0:
-        raise ValueError(f"sparsity must be a finite number >= 0, got {sparsity!r}")
-    if not isinstance(level, (int, float)) or isinstance(level, bool) or not 0 <= level <= 1:
-        raise ValueError(f"level must be a number in [0, 1], got {level!r}")
-
-
+@declare(game=Options(lambda: tuple(GAMES)), defence=Boolean(), steps=Interval(int, 1, None),
+         lr=Interval(float, 0, None, closed="neither"), sparsity=Interval(float, 0, None),
+         similarity=Options(*_SIMILARITIES),
+         reference=[Options(*REFERENCES), Interval(float), InstanceOf(torch.Tensor)],
+         optimizer=Options(*_OPTIMIZERS), adapt_lambda=Boolean(),
+         lambda_factor=Interval(float, 1, None), level=Interval(float, 0, 1),
+         stop=Options(*_STOPS), goal_score=[Interval(float, 0, 1), None],
+         patience=[Interval(int, 1, None), None], patience_tol=Interval(float, 0, None),
+         seed=Interval(int, 0, None), blur_sigma=[Interval(float, 0, None, closed="neither"), None],
+         progress=[Boolean(), IsCallable()])
 def fgvis(model: nn.Module, x: torch.Tensor, target: Any = "pred", *, game: str = "deletion",
           defence: bool = True, steps: int = 100, lr: float = 0.05, sparsity: float = 1.0,
           similarity: str = "logodds", reference: Any = "zero", optimizer: str = "adam",
@@ -224,17 +213,11 @@ def fgvis(model: nn.Module, x: torch.Tensor, target: Any = "pred", *, game: str 
     patience, patience_tol : also stop an image once its target score has not improved by more
         than ``patience_tol`` for ``patience`` steps (``None``: off).
     seed : seeds the ``"noise"`` reference (the optimisation itself is deterministic).
-    progress : show a tqdm progress bar over steps.
+    progress : ``True``: a tqdm progress bar over steps; a callable ``progress(done, total)``:
+        called after each step (it may raise to cancel; see :mod:`lrpkit._progress`).
 
     Returns a :class:`FGVisResult` (``.mask`` is the heatmap of ``explain(method="fgvis")``).
     """
-    _check_params(game, similarity, optimizer, stop, steps, lr, sparsity, level, lambda_factor)
-    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, (int, np.integer))
-                                 or patience < 1):
-        raise ValueError(f"patience must be None or an int >= 1, got {patience!r}")
-    if goal_score is not None and (isinstance(goal_score, bool) or not isinstance(goal_score, (int, float))
-                                   or not 0 <= goal_score <= 1):
-        raise ValueError(f"goal_score must be None or a number in [0, 1], got {goal_score!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     x = check_input(x).detach()
@@ -269,10 +252,7 @@ def fgvis(model: nn.Module, x: torch.Tensor, target: Any = "pred", *, game: str 
         active = torch.ones(N, dtype=torch.bool, device=dev)
         steps_run = torch.zeros(N, dtype=torch.long, device=dev)
         b1, b2, eps = 0.9, 0.999, 1e-8
-        it = range(int(steps))
-        if progress:
-            from tqdm.auto import tqdm
-            it = tqdm(it, desc=f"fgvis {game}", leave=False)
+        it = iterate(range(int(steps)), progress, desc=f"fgvis {game}")
 
         def evaluate(mm, idx):
             """Forward of the explanations of images ``idx`` (None: all); returns scores, p, pred."""

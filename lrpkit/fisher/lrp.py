@@ -1,7 +1,7 @@
-"""Layer-wise Relevance Propagation for Fisher-vector classifiers (paper 000 Sec. 5.2, App. B-C;
-paper 001 Sec. 3).
+"""Layer-wise Relevance Propagation for Fisher-vector classifiers (Lapuschkin et al. 2016, Sec. 5.2, App. B-C;
+Bach et al. 2016, Sec. 3).
 
-Layers (paper 000 Fig. 1), for class ``c`` with SVM ``f(x) = w . Phi(x) + b``:
+Layers (Lapuschkin et al. 2016, Fig. 1), for class ``c`` with SVM ``f(x) = w . Phi(x) + b``:
 
 * **Layer 3** (eq. 17): ``R3_d = w_d Phi(x)_d + b / dims``; the power and L2 normalisation
   ``Phi`` is attributed to the (Hellinger) kernel (App. B, eq. 14-16), so ``sum_d R3_d = f(x)``.
@@ -11,7 +11,7 @@ Layers (paper 000 Fig. 1), for class ``c`` with SVM ``f(x) = w . Phi(x) + b``:
 
   - ``rule="plain"`` (eq. 20):    ``R2_l = sum_{d not in Z} R3_d m_d(l) / z_d + xi``
   - ``rule="epsilon"`` (eq. 22):  ``R2_l = sum_{d not in Z} R3_d m_d(l) / (z_d + eps sgn(z_d)) + xi``
-    with ``sgn(0) = 1``; default ``eps = 100`` (paper 000 Sec. 6.1, App. C); does not conserve.
+    with ``sgn(0) = 1``; default ``eps = 100`` (Lapuschkin et al. 2016, Sec. 6.1, App. C); does not conserve.
   - ``rule="absolute"`` (eq. 23): ``R2_l = sum_{d not in Z} R3_d |m_d(l)| / sum_l' |m_d(l')| + xi``
 
   ``Z(x) = {d : m_d(l) = 0 for all l}`` and ``xi = sum_{d in Z} R3_d / |L|`` (uniform).  With
@@ -26,15 +26,15 @@ Layers (paper 000 Fig. 1), for class ``c`` with SVM ``f(x) = w . Phi(x) + b``:
 * **Layer 1** (eq. 21, ``resolution="feature"``): ``R2_l`` spread uniformly over the pixels
   of the receptive field of ``l`` (its ``4b x 4b`` square; see :mod:`lrpkit.fisher.sift`).
 
-**High resolution** (paper 001 Sec. 3, ``resolution="bin"``): each ``R3_d`` of a mu / sigma
+**High resolution** (Bach et al. 2016, Sec. 3, ``resolution="bin"``): each ``R3_d`` of a mu / sigma
 dimension ``d = delta(r, k)`` belongs to exactly one local-feature dimension ``r``, so
 ``R2_{l,r} = sum_k [share of R3_{mu_k r}] + [share of R3_{sigma_k r}]``.  The pi dimensions and
 ``xi`` belong to no single dimension: that part of ``R2_l`` goes uniformly to the 128 SIFT
 dimensions directly (``FVRelevance.dims`` shows it spread over the ``D`` dimensions, so
 ``sum_r R2_{l,r} = R2_l``; it is never pushed through the PCA, where the z-rule would amplify
 it).  The mu / sigma part is projected back through the PCA ``l_r = sum_j P_rj (s_j - mean_j)``
-with the z-rule of paper 001 eq. 1.  Paper 001 only says that "a numerical stabilization of
-the denominator was necessary for good results", without a form or value; we use the epsilon
+with the z-rule of Bach et al. 2016, eq. 1.  Bach et al. only say that "a numerical stabilization
+of the denominator was necessary for good results", without a form or value; we use the epsilon
 rule with one epsilon per PCA coordinate and redistribute what it absorbs:
 
     ``R_{s,j} = sum_r P_rj (s_j - mean_j) / (l_r + eps_r sgn(l_r)) * R2_{l,r}
@@ -72,6 +72,7 @@ import numpy as np
 import torch
 
 from lrpkit.explain import register
+from lrpkit.params import Boolean, Interval, Options, declare
 
 from .classifier import FisherVectorClassifier
 from .encoder import _posteriors, _raw_from_stats, _stats, improve
@@ -489,12 +490,15 @@ class FisherLRP:
 
 @register("fv_lrp", model_kind="fisher",
           paper="Lapuschkin et al. 2016 (CVPR), App. C eq. 17-23; Bach et al. 2016 (ICIP) Sec. 3")
+@declare(rule=Options(*RULES), epsilon=Interval(float, 0, None, closed="neither"),
+         resolution=Options("feature", "bin"), pca_epsilon=Interval(float, 0, None),
+         pca_conserve=Boolean())
 def fv_lrp(model: Any, x: torch.Tensor, target: torch.Tensor, *, rule: str = "epsilon",
            epsilon: float = 100.0, resolution: str = "feature", pca_epsilon: float = 0.5,
            pca_conserve: bool = True) -> torch.Tensor:
     """LRP for Fisher-vector classifiers: rule 'epsilon' (eq. 22) / 'absolute' (eq. 23) / 'plain'
-    (eq. 20); resolution 'feature' (eq. 21) or 'bin' (paper 001, 16x finer; ``pca_epsilon``
-    stabilises the PCA back-projection, in units of each PCA coordinate's standard deviation,
+    (eq. 20); resolution 'feature' (eq. 21) or 'bin' (Bach et al. 2016; 16x finer;
+    ``pca_epsilon`` stabilises the PCA back-projection, in units of each PCA coordinate's standard deviation,
     and ``pca_conserve`` spreads what it absorbs over the descriptor so the map conserves).
 
     Returns ``(N, 3, H, W)``: the 2-D pixel map divided by 3 in each channel.

@@ -39,46 +39,17 @@ __all__ = ["LRP", "lrp", "OPTIONS", "Composite", "COMPOSITES", "PRESETS", "prese
            "canonizers", "layers", "engine", "baselines", "params_from_config"]
 
 
-@register("lrp", params=OPTIONS, replace=True, resolves_pred=True,
-          paper="Samek et al. 2017 eq. 6-8; Lapuschkin et al. CVPR 2016 eq. 5-8; "
-                "Lapuschkin et al. ICIP 2016 Sec. 2.1, 3")
-def _lrp_method(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
-                **options: Any) -> torch.Tensor:
-    """Layer-wise Relevance Propagation (one forward + one backward pass).
-
-    Options and defaults: those of :class:`lrpkit.lrp.LRP` (composite ``alpha2_beta1``:
-    AlphaBeta(2, 1) on conv, Epsilon on dense; epsilon 0.01; rules, gamma, low/high,
-    cutoff, canonize).
-    """
-    return lrp(model, x, target, **options)
-
-
-@register("sensitivity", paper="Samek et al. 2017 eq. 3", replace=True,
-          resolves_pred=True)
-def _sensitivity_method(model, x, target, *, norm: str | None = "l2") -> torch.Tensor:
-    """Sensitivity analysis: channel norm ('l2' or 'linf', Samek et al. 2017, eq. 3) of the
-    input gradient."""
-    return sensitivity(model, x, target, norm=norm)
-
-
-@register("deconvnet", paper="Samek et al. 2017 Sec. II-B", replace=True, resolves_pred=True)
-def _deconvnet_method(model, x, target, *, norm: str | None = "l2") -> torch.Tensor:
-    """Deconvnet (Zeiler & Fergus 2014): rectified backward signal, channel-pooled like eq. 3
-    of Samek et al. 2017."""
-    return deconvnet(model, x, target, norm=norm)
-
-
-@register("gradient_x_input", paper="(equals LRP-0 on ReLU nets)", replace=True,
-          resolves_pred=True)
-def _gxi_method(model, x, target) -> torch.Tensor:
-    """Gradient x input."""
-    return gradient_x_input(model, x, target)
-
-
-@register("guided_backprop", paper="Springenberg et al. 2015", replace=True, resolves_pred=True)
-def _guided_method(model, x, target, *, norm: str | None = None) -> torch.Tensor:
-    """Guided backpropagation (signed; norm='l2'/'linf' pools channels)."""
-    return guided_backprop(model, x, target, norm=norm)
+register("lrp", replace=True, resolves_pred=True,
+         paper="Samek et al. 2017 eq. 6-8; Lapuschkin et al. 2016 (CVPR) eq. 5-8; "
+               "Bach et al. 2016 (ICIP) Sec. 2.1, 3")(lrp)
+register("sensitivity", paper="Samek et al. 2017 eq. 3", replace=True,
+         resolves_pred=True)(sensitivity)
+register("deconvnet", paper="Zeiler & Fergus 2014; Samek et al. 2017 Sec. II-B", replace=True,
+         resolves_pred=True)(deconvnet)
+register("gradient_x_input", paper="Shrikumar et al. 2016 (equals LRP-0 on ReLU nets)",
+         replace=True, resolves_pred=True)(gradient_x_input)
+register("guided_backprop", paper="Springenberg et al. 2015", replace=True,
+         resolves_pred=True)(guided_backprop)
 
 
 def params_from_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:

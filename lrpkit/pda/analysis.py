@@ -1,6 +1,6 @@
 """Prediction Difference Analysis: the sampling original and its two fast approximations.
 
-* ``variant="sampling"`` -- Algorithm 1 of "Efficient prediction difference analysis" (an
+* ``variant="sampling"`` -- Algorithm 1 of Zhou & Kainz 2018 (an
   approximation of Zintgraf et al. 2017), i.e. Zintgraf, Cohen, Adel & Welling, "Visualizing
   Deep Neural Network Decisions: Prediction Difference Analysis" (ICLR 2017), Sec. 3:
   for every ``k x k`` window ``x_w`` draw ``S`` samples from the conditional Gaussian
@@ -11,8 +11,8 @@
 * ``variant="mean"`` -- Algorithm 2: one forward pass per window, on the image with the window
   set to its conditional mean (the normalised geometric mean of the predictions, eq. 11-15,
   pushed down to the input by the arguments of Sec. 2.1).  It needs ``S`` times fewer passes.
-* ``variant="sample_mean"`` -- paper 003 Fig. 15: as ``"mean"``, but the window is set to the
-  empirical mean of ``samples`` conditional draws (separates sampling noise from the
+* ``variant="sample_mean"`` -- Zhou & Kainz 2018, Fig. 15: as ``"mean"``, but the window is set
+  to the empirical mean of ``samples`` conditional draws (separates sampling noise from the
   approximation error of Algorithm 2).
 * ``variant="gradient"`` -- Algorithm 3 (eq. 37-38): one forward and one backward pass,
   ``p(c|x) - p(c|x') ~= grad p(c|x)^T (x - x')`` with ``x'`` the image with window ``w`` at its
@@ -43,7 +43,9 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._progress import iterate
 from ..explain import check_input, eval_mode, resolve_target
+from ..params import Boolean, InstanceOf, Interval, IsCallable, Options, declare
 from .patch_model import PatchModel, check_sizes, conditional_means, window_positions
 
 __all__ = ["prediction_difference", "window_predictions", "target_probability", "VARIANTS",
@@ -134,20 +136,6 @@ def _resolve_patch_model(patch_model: PatchModel | None, x: torch.Tensor, window
     return patch_model
 
 
-def _validate(variant, window, outer, samples, stride, batch_size, prob, laplace_n, x):
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if prob not in PROBS:
-        raise ValueError(f"prob must be one of {PROBS}, got {prob!r}")
-    check_sizes(window, outer, tuple(x.shape[-2:]), stride)
-    if variant in ("sampling", "sample_mean") and (not isinstance(samples, (int, np.integer)) or samples < 1):
-        raise ValueError(f"samples must be an int >= 1, got {samples!r}")
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
-    if laplace_n is not None and (not isinstance(laplace_n, (int, np.integer)) or laplace_n < 1):
-        raise ValueError(f"laplace_n must be None or an int >= 1, got {laplace_n!r}")
-
-
 class _WindowStream:
     """Streams (image, window, sample) jobs through the model in batches.
 
@@ -195,7 +183,7 @@ class _WindowStream:
         """Mean over ``samples`` of ``f(c | x with window w replaced)``: ``(N, W)`` float64
         (``keep=True``: every sample, ``(N, W, samples)``).
         ``generator=None``: the conditional mean (no noise); ``average=S``: one pass per window
-        on the empirical mean of ``S`` draws (paper 003 Fig. 15)."""
+        on the empirical mean of ``S`` draws (Zhou & Kainz 2018, Fig. 15)."""
         x, dev, k = self.x, self.device, self.k
         n, c = x.shape[:2]
         per_chunk = self.chunk * self.nw * samples
@@ -207,55 +195,56 @@ class _WindowStream:
         hw, wd = x.shape[-2] * x.shape[-1], x.shape[-1]
         chw = c * hw
         groups = self.pm._groups()
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total, desc=self.desc, unit="win", leave=False,
-                   disable=not self.progress or total < 20 * self.batch)
-        try:
-            for j0 in range(0, total, self.batch):
-                # keep a batch inside one conditional-mean chunk
-                j1 = min(total, j0 + self.batch, (j0 // per_chunk + 1) * per_chunk)
-                jobs = torch.arange(j0, j1, device=dev)
-                img = jobs // (self.nw * samples)
-                win = (jobs // samples) % self.nw
-                cm = self._means(int(img[0]), int(img[-1]) + 1)
-                vals = cm.reshape(-1, c, k, k).index_select(
-                    0, (img - self._cm_start) * self.nw + win)            # (B, C, k, k)
-                if generator is not None:
-                    vals = vals.clone()
-                    cfg = self._cfg[win]
-                    if average:
-                        z = torch.randn(len(jobs), int(average), c * k * k, generator=generator,
-                                        device=dev, dtype=x.dtype).mean(1)
-                    else:
-                        z = torch.randn(len(jobs), c * k * k, generator=generator, device=dev,
-                                        dtype=x.dtype)
-                    g = len(groups)
-                    for ci in torch.unique(cfg).tolist():
-                        sel = (cfg == ci).nonzero(as_tuple=True)[0]
-                        lt = self._chol(self._keys[ci])                  # (G, D, D)
-                        zz = z.index_select(0, sel).reshape(len(sel), g, 1, -1)
-                        noise = torch.matmul(zz, lt).reshape(len(sel), c, k, k)
-                        vals.index_add_(0, sel, noise)
-                r = self.rows[win // len(self.cols)]
-                s = self.cols[win % len(self.cols)]
-                xb = x.index_select(0, img)                               # copy (B, C, H, W)
-                b = torch.arange(len(jobs), device=dev)
-                flat = (b[:, None, None, None] * chw + ch[None, :, None, None] * hw
-                        + (r[:, None] + di[None])[:, None, :, None] * wd
-                        + (s[:, None] + di[None])[:, None, None, :])
-                xb.view(-1).index_copy_(0, flat.reshape(-1), vals.reshape(-1))
-                f = target_probability(self.model(xb), self.target[img], self.prob)
-                sums.index_add_(0, img * self.nw + win, f.double())
-                if keep:
-                    kept[j0:j1] = f.double()
-                bar.update(len(jobs))
-        finally:
-            bar.close()
+        starts = range(0, total, self.batch)
+        for j0 in iterate(starts, self.progress, desc=self.desc,
+                          disable=total < 20 * self.batch):
+            # keep a batch inside one conditional-mean chunk
+            j1 = min(total, j0 + self.batch, (j0 // per_chunk + 1) * per_chunk)
+            jobs = torch.arange(j0, j1, device=dev)
+            img = jobs // (self.nw * samples)
+            win = (jobs // samples) % self.nw
+            cm = self._means(int(img[0]), int(img[-1]) + 1)
+            vals = cm.reshape(-1, c, k, k).index_select(
+                0, (img - self._cm_start) * self.nw + win)            # (B, C, k, k)
+            if generator is not None:
+                vals = vals.clone()
+                cfg = self._cfg[win]
+                if average:
+                    z = torch.randn(len(jobs), int(average), c * k * k, generator=generator,
+                                    device=dev, dtype=x.dtype).mean(1)
+                else:
+                    z = torch.randn(len(jobs), c * k * k, generator=generator, device=dev,
+                                    dtype=x.dtype)
+                g = len(groups)
+                for ci in torch.unique(cfg).tolist():
+                    sel = (cfg == ci).nonzero(as_tuple=True)[0]
+                    lt = self._chol(self._keys[ci])                  # (G, D, D)
+                    zz = z.index_select(0, sel).reshape(len(sel), g, 1, -1)
+                    noise = torch.matmul(zz, lt).reshape(len(sel), c, k, k)
+                    vals.index_add_(0, sel, noise)
+            r = self.rows[win // len(self.cols)]
+            s = self.cols[win % len(self.cols)]
+            xb = x.index_select(0, img)                               # copy (B, C, H, W)
+            b = torch.arange(len(jobs), device=dev)
+            flat = (b[:, None, None, None] * chw + ch[None, :, None, None] * hw
+                    + (r[:, None] + di[None])[:, None, :, None] * wd
+                    + (s[:, None] + di[None])[:, None, None, :])
+            xb.view(-1).index_copy_(0, flat.reshape(-1), vals.reshape(-1))
+            f = target_probability(self.model(xb), self.target[img], self.prob)
+            sums.index_add_(0, img * self.nw + win, f.double())
+            if keep:
+                kept[j0:j1] = f.double()
         if keep:
             return kept.reshape(n, self.nw, samples)
         return (sums / samples).reshape(n, self.nw)
 
 
+@declare(variant=Options(*VARIANTS), window=Interval(int, 1, None), outer=Interval(int, 1, None),
+         samples=Interval(int, 1, None), stride=Interval(int, 1, None),
+         batch_size=[Interval(int, 1, None), None],
+         patch_model=[InstanceOf(PatchModel, name="a fitted PatchModel"), None],
+         prob=Options(*PROBS), seed=Interval(int, 0, None), laplace_n=[Interval(int, 1, None), None],
+         marginal=Boolean(), joint_rgb=Boolean(), progress=[Boolean(), IsCallable()])
 def prediction_difference(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *,
                           variant: str = "sampling", window: int = 10, outer: int = 18,
                           samples: int = 10, stride: int = 1, batch_size: int | None = None,
@@ -265,7 +254,7 @@ def prediction_difference(model: torch.nn.Module, x: torch.Tensor, target: torch
     """PDA heatmap ``(N, C, H, W)`` (the per-pixel evidence spread evenly over the channels, so
     the channel sum is the evidence map).  See the module docstring for the variants.
 
-    window / outer: ``k`` / ``l`` (Zintgraf et al. and paper 003: 10 / 18); samples: ``S`` per
+    window / outer: ``k`` / ``l`` (Zintgraf et al. 2017 and Zhou & Kainz 2018: 10 / 18); samples: ``S`` per
     window for ``"sampling"`` (10); stride: step of the window grid (1 = every position, as in
     the papers); patch_model: a fitted :class:`PatchModel` for these sizes (None: fit one on
     ``x``, with a warning); marginal / joint_rgb: only used when fitting; laplace_n: ``N`` of
@@ -274,7 +263,7 @@ def prediction_difference(model: torch.nn.Module, x: torch.Tensor, target: torch
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     x = check_input(x)
-    _validate(variant, window, outer, samples, stride, batch_size, prob, laplace_n, x)
+    check_sizes(window, outer, tuple(x.shape[-2:]), stride)
     target = resolve_target(model, x, target)   # int, sequence, tensor or "pred"
     pm = _resolve_patch_model(patch_model, x, window, outer, marginal, joint_rgb)
     device = _model_device(model, x)
@@ -341,7 +330,7 @@ def window_predictions(model: torch.nn.Module, x: torch.Tensor, target: Any,
                        patch_model: PatchModel, row: int, col: int, samples: int = 500,
                        prob: str = "softmax", seed: int = 0, batch_size: int | None = None,
                        progress: bool = True) -> xr.Dataset:
-    """Predictions at one fixed window (paper 003 Fig. 11 and 16).
+    """Predictions at one fixed window (Zhou & Kainz 2018, Fig. 11 and 16).
 
     For every image: ``p_x`` = ``p(c | x)``; ``p_mean`` = ``p(c | x')`` with the window at its
     conditional mean (Algorithm 2, the normalised geometric mean); ``p_sample[s]`` =
