@@ -2,11 +2,13 @@
 """lrpkit's two set-up commands, runnable on a fresh machine with only python3.
 
     python3 tasks.py all     # venv + install + data + models + every notebook -> reports/
-    python3 tasks.py test    # venv + install + the test suite (what .ci/run runs)
+    python3 tasks.py test    # venv + install + ruff check + the test suite (what .ci/run runs)
 
 Both create ``.venv`` beside this file if it is missing and (re)install the project
 into it when ``pyproject.toml`` changed since the last install.  Extra arguments after
 ``test`` go to pytest; after ``all`` they go to ``lrpkit all`` (e.g. ``--config``).
+``test`` first runs ``ruff check`` (settings in ``pyproject.toml``) over LINT_PATHS, then
+pytest; it exits non-zero when either fails.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".lrpkit-install-stamp"
+#: What ``tasks.py test`` lints with ruff (the .ipynb files are generated from notebooks/*.py).
+LINT_PATHS = ["lrpkit", "tests", "benchmarks", "notebooks", "tasks.py"]
 
 
 def _run(cmd: list[str], **kw) -> int:
@@ -76,6 +80,19 @@ def ensure_browser() -> None:
                 return
 
 
+def lint() -> int:
+    """``ruff check`` with the venv's ruff (from the ``dev`` extra); its exit status."""
+    ruff = VENV / "bin" / "ruff"
+    if not ruff.exists():
+        print(f"ruff not found at {ruff}: it comes with the dev extra "
+              f"({PY} -m pip install -e '.[dev]')", file=sys.stderr)
+        return 1
+    rc = _run([ruff, "check", *LINT_PATHS], env=_env())
+    if rc != 0:
+        print(f"ruff check failed (exit {rc}); see the findings above", file=sys.stderr)
+    return rc
+
+
 def _env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
@@ -92,11 +109,12 @@ def main(argv: list[str]) -> int:
     if cmd == "setup":
         return 0
     if cmd == "test":
+        lint_rc = lint()
         ensure_browser()
         rc = _run([PY, "-m", "pytest", "-q", *rest], env=_env())
         if rc == 5:
             print("pytest collected no tests", file=sys.stderr)
-        return rc
+        return rc or lint_rc
     return _run([VENV / "bin" / "lrpkit", "all", *rest], env=_env())
 
 

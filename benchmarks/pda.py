@@ -1,4 +1,4 @@
-"""PDA runtimes side by side (paper 003 Fig. 12): sampling (Algorithm 1, S=10) vs the
+"""PDA runtimes side by side (Zhou & Kainz 2018, Fig. 12): sampling (Algorithm 1, S=10) vs the
 conditional mean (Algorithm 2) vs the gradient form (Algorithm 3), and a bare forward pass over
 the same number of windows, all with the same batch size, in one run.
 

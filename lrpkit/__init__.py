@@ -6,27 +6,23 @@ Public API::
     R = lrpkit.explain(model, x, target="pred", method="lrp")   # any registered method
     lrpkit.methods()                                            # the registry
     lrpkit.data, lrpkit.models, lrpkit.lrp, lrpkit.fisher, lrpkit.evaluate,
-    lrpkit.results, lrpkit.viz, lrpkit.reports                  # subpackages (lazy)
+    lrpkit.results, lrpkit.viz, lrpkit.batch                    # subpackages (lazy)
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 import types
 
-__version__ = "0.1.0"
-
-from .config import load_config  # noqa: E402
+from ._version import __version__
+from .config import load_config
 
 # the explainers import torch (seconds): loaded on first use, so that ``import lrpkit`` in the
 # report runner, the CLI and the config tools stays light
 _LAZY = {"explain": "explain", "explain_func": "explain", "methods": "explain", "register": "explain"}
 
-_SUBMODULES = {"data", "models", "lrp", "fisher", "evaluate", "results", "viz", "reports",
-               "pda", "fgvis", "widgets", "cli", "config"}
-# only what exists: later capabilities (pda, fgvis, widgets) join once they are built
-_SUBMODULES = {m for m in _SUBMODULES if importlib.util.find_spec(f"{__name__}.{m}") is not None}
+_SUBMODULES = {"data", "models", "lrp", "fisher", "evaluate", "results", "viz", "batch",
+               "pda", "fgvis", "widgets", "cli", "config", "sources", "params", "references"}
 
 __all__ = ["__version__", "explain", "explain_func", "methods", "register", "load_config",
            *sorted(_SUBMODULES)]

@@ -1,20 +1,24 @@
-"""The ``lrpkit`` command: data, train, report, all, methods.
+"""The ``lrpkit`` command: data, train, report, all, methods, init.
 
     lrpkit all     --config configs/default.yaml   # data -> models -> every notebook -> reports/
+    lrpkit report  --config my.yaml                 # your model and data (model:, dataset:)
     lrpkit data    --config ...                     # generate the bias-zoo scenes (skipped when current)
-    lrpkit train   --config ... [--only cnn|fisher] # train the default models (skipped when current)
+    lrpkit train   --config ... [--only cnn|fisher] # train lrpkit's models the config uses
     lrpkit report  --config ... [--notebooks 00 03] [--out DIR] [--show-code] [--force]
     lrpkit report  --config configs/grid.yaml [--scheduler local:4 | tcp://host:8786]
     lrpkit methods                                  # the heatmap-method registry
+    lrpkit init    DIR [--force]                    # a project folder: configs/ and notebooks/
 
 Exit status: 0 on success, 1 when a step or any notebook failed, 2 for bad arguments.
-The steps are :mod:`lrpkit.pipeline` (data, models, staleness) and :mod:`lrpkit.reports`.
+The steps are :mod:`lrpkit.pipeline` (data, models, staleness) and :mod:`lrpkit.batch`.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .config import load_config
 from .pipeline import (FINGERPRINT, SCENE_MARKER as MARKER, fingerprint, model_current,  # noqa: F401
@@ -32,8 +36,9 @@ def step_data(cfg: Any, force: bool = False) -> None:
     make_scenes(cfg, force=force)
 
 
-def step_train(cfg: Any, only: Sequence[str] = ("cnn", "fisher"), force: bool = False) -> None:
-    """``lrpkit train``: :func:`lrpkit.pipeline.train_models`."""
+def step_train(cfg: Any, only: Sequence[str] | None = None, force: bool = False) -> None:
+    """``lrpkit train``: :func:`lrpkit.pipeline.train_models` (``only=None``: the models the
+    config asks for, :func:`lrpkit.pipeline.models_to_train`)."""
     from .pipeline import train_models
 
     train_models(cfg, only=only, force=force)
@@ -41,7 +46,7 @@ def step_train(cfg: Any, only: Sequence[str] = ("cnn", "fisher"), force: bool = 
 
 def step_report(cfg_arg: Any, notebooks: Sequence[str] | None = None, out: str | None = None,
                 show_code: bool = False, scheduler: str | None = None, force: bool = True) -> bool:
-    from .reports import run_all
+    from .batch import run_all
 
     summary = run_all(cfg_arg, notebooks=notebooks, out_dir=out,
                       hide_code=False if show_code else None, scheduler=scheduler, force=force)
@@ -49,22 +54,38 @@ def step_report(cfg_arg: Any, notebooks: Sequence[str] | None = None, out: str |
     return summary.ok
 
 
+def _plain(text: str) -> str:
+    """``text`` without reST markup, for ``--help``: ``:func:`x``` -> ``x``, ````x```` -> ``x``."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lrpkit", description=__doc__.split("\n\n")[0])
+    intro, examples, status = (__doc__ or "\n\n\n\n").split("\n\n")[:3]
+    p = argparse.ArgumentParser(prog="lrpkit", description=_plain(intro),
+                                epilog=_plain(f"examples:\n{examples}\n\n{status}"),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def add_config(sp):
         sp.add_argument("--config", default="default",
                         help="config name in configs/ or a YAML path (default: default)")
 
-    sp = sub.add_parser("data", help="generate the bias-zoo scene set")
+    sp = sub.add_parser("data", help="generate the bias-zoo scene set",
+                        description="Generate the bias-zoo scene set (skipped when current).")
     add_config(sp)
     sp.add_argument("--force", action="store_true", help="regenerate even when current")
-    sp = sub.add_parser("train", help="train the default models")
+    sp = sub.add_parser("train", help="train lrpkit's models that the config uses",
+                        description="Train lrpkit's own models that the config analyses, the scene "
+                                    "CNN and, on the scenes, the Fisher-vector model (skipped when "
+                                    "current); a config analysing your model trains nothing.")
     add_config(sp)
-    sp.add_argument("--only", nargs="+", choices=["cnn", "fisher"], default=["cnn", "fisher"])
+    sp.add_argument("--only", nargs="+", choices=["cnn", "fisher"], default=None,
+                    help="train these (default: the ones the config uses)")
     sp.add_argument("--force", action="store_true", help="retrain even when present")
-    sp = sub.add_parser("report", help="run the notebooks with papermill into reports/")
+    sp = sub.add_parser("report", help="run the notebooks with papermill into reports/",
+                        description="Run the notebooks with papermill into HTML reports; with a "
+                                    "grid config (configs/grid.yaml) one run per grid cell.")
     add_config(sp)
     sp.add_argument("--notebooks", nargs="+", help="names or prefixes (default: all)")
     sp.add_argument("--out", help="report folder (default: the config's paths.reports)")
@@ -72,10 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--scheduler", help="serial, local (one worker per core), local:N (dask LocalCluster of N workers) "
                     "or tcp://host:port (an existing dask cluster)")
     sp.add_argument("--force", action="store_true", help="re-run notebooks / grid cells that finished")
-    sp = sub.add_parser("all", help="data, train and report in one go")
+    sp = sub.add_parser("all", help="data, train and report in one go",
+                        description="Data, train and report in one go: the scenes and lrpkit's "
+                                    "models only when the config uses them (model.source: "
+                                    "scene_cnn, dataset.source: scenes, the defaults).")
     add_config(sp)
+    sp.add_argument("--notebooks", nargs="+", help="names or prefixes (default: all)")
     sp.add_argument("--force", action="store_true", help="regenerate data and retrain")
-    sub.add_parser("methods", help="list the registered heatmap methods")
+    sp = sub.add_parser("init", help="write the configs and notebooks into a project folder",
+                        description="Write lrpkit's configs (configs/*.yaml, configs/examples/) and "
+                                    "notebooks (notebooks/*.ipynb) into DIR; run the other commands "
+                                    "in DIR to keep data, models and reports there.")
+    sp.add_argument("dir", help="the project folder (created if missing)")
+    sp.add_argument("--force", action="store_true", help="overwrite files that differ from lrpkit's")
+    sub.add_parser("methods", help="list the registered heatmap methods",
+                   description="List the registered heatmap methods and their parameters.")
     return p
 
 
@@ -84,6 +116,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .runtime import tune_malloc
 
     tune_malloc()  # torch's large activations reuse the heap instead of mmap per pass
+    if args.cmd == "init":
+        from .resources import init_project
+
+        try:
+            written = init_project(args.dir, force=args.force)
+        except (FileExistsError, NotADirectoryError) as exc:
+            print(f"lrpkit: {exc}", file=sys.stderr)
+            return 2
+        _log(f"wrote {len(written)} file(s) into {args.dir}: configs/ (start from "
+             f"configs/examples/), notebooks/; run `lrpkit report --config configs/<name>.yaml` there")
+        return 0
     if args.cmd == "methods":
         from .explain import methods
 
@@ -93,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{'':24s}{k} = {v!r}")
         return 0
     if args.cmd == "report":  # a grid config (configs/grid.yaml) or a plain config
-        from .grid import RunInterrupted, is_grid_config, run_grid
+        from .batch import RunInterrupted, is_grid_config, run_grid
 
         try:
             if is_grid_config(args.config):
@@ -101,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(summary, flush=True)
                 return 0 if summary.ok else 1
             cfg = load_config(args.config)
+            from .batch import check_inputs
+
+            check_inputs(cfg)   # a missing model file or data folder: said once, before any kernel
             return 0 if step_report(cfg["_source"], args.notebooks, args.out, args.show_code,
                                     scheduler=args.scheduler, force=args.force) else 1
         except RunInterrupted as exc:
@@ -123,10 +169,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.cmd == "report":
         return 0 if step_report(config_arg, args.notebooks, args.out, args.show_code) else 1
-    # all
-    step_data(cfg, force=args.force)
+    # all: build only what the config uses (nothing for a user's model on a user's data)
+    from .batch import check_inputs
+    from .pipeline import needs_scenes
+
+    try:
+        check_inputs(cfg)
+    except FileNotFoundError as exc:
+        print(f"lrpkit: {exc}", file=sys.stderr)
+        return 2
+    if needs_scenes(cfg):
+        step_data(cfg, force=args.force)
     step_train(cfg, force=args.force)
-    return 0 if step_report(config_arg) else 1
+    return 0 if step_report(config_arg, args.notebooks) else 1
 
 
 if __name__ == "__main__":

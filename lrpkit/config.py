@@ -14,26 +14,33 @@ section declares, naming the key and the allowed ones.
     cfg.to_dict()                                   # plain nested dict (JSON-able)
 
 Sections: ``seed`` (int), ``paths``, ``data``, ``cnn``, ``fisher``, ``lrp``, ``evaluation``,
-``pda``, ``fgvis``, ``reports``.  To add a setting, add a typed field with its default to the
+``pda``, ``fgvis``, ``reports``, and what is analysed: ``model`` (or a ``models`` list, side by
+side) and ``dataset`` (:mod:`lrpkit.sources` loads them).  To add a setting, add a typed field with its default to the
 section's dataclass (and state it in ``configs/default.yaml``); nothing else reads defaults.
-Relative paths are resolved against the project root (the folder holding ``configs/``).
+Relative paths are resolved against the project root (:func:`project_root`: ``$LRPKIT_PROJECT``,
+else the nearest folder above the working directory holding ``configs/`` with ``notebooks/`` or
+``pyproject.toml``, else the working directory).  A config name is looked up in the project's
+``configs/``, then among the configs shipped with lrpkit; ``"default"`` without a project file
+is the dataclass defaults.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
 __all__ = ["Config", "Section", "PathsConfig", "DataConfig", "CNNConfig", "FisherConfig",
            "MethodSection", "LRPConfig", "EvaluationConfig", "PDAConfig", "FGVisConfig", "ReportsConfig",
-           "SECTIONS", "DEFAULTS", "load_config", "as_config", "merge", "project_root", "resolve_path"]
+           "ModelConfig", "ModelsConfig", "DatasetConfig", "MODEL_SOURCES", "MODEL_OUTPUTS",
+           "DATASET_SOURCES", "config_path",
+           "SECTIONS", "load_config", "as_config", "merge", "project_root", "resolve_path"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,7 +90,7 @@ class Section(Mapping):
         return {k: _plain(getattr(self, k)) for k in self.__dataclass_fields__}
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None) -> "Section":
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> Section:
         """The section with ``data`` over its defaults; unknown keys and wrong types raise."""
         data = {} if data is None else data
         if not isinstance(data, Mapping):
@@ -105,13 +112,14 @@ class MethodSection(Section):
         cfg.pda.window            # 10: the default of lrpkit.pda.prediction_difference
         cfg.pda.method_params()   # the keyword arguments for explain(..., method="pda")
 
-    ``_defaults`` holds the few values this application sets differently from the method's
-    own default, each with its reason.  The method's module (torch) is imported on first use
-    of a parameter, not when the config is loaded without them.
+    A parameter the configuration does not set keeps the method's own default, or is decided
+    where the model is known (PDA's ``prob`` from the model's output kind,
+    :func:`lrpkit.pipeline.pda_params`; :meth:`overrides` tells which ones were set).  The
+    method's module (torch) is imported on first use of a parameter, not when the config is
+    loaded without them.
     """
 
     _method: typing.ClassVar[str] = ""
-    _defaults: typing.ClassVar[dict[str, Any]] = {}
     #: parameters that are not configuration (objects, progress display)
     _exclude: typing.ClassVar[tuple[str, ...]] = ("progress",)
 
@@ -133,7 +141,7 @@ class MethodSection(Section):
 
     def _param(self, key: str) -> Any:
         p = self.declared()[key]
-        return self._params.get(key, self._defaults.get(key, p.default))
+        return self._params.get(key, p.default)
 
     def method_params(self) -> dict[str, Any]:
         """Keyword arguments for ``explain(..., method=<this method>)``: every configurable
@@ -141,9 +149,9 @@ class MethodSection(Section):
         return {k: self._param(k) for k in self.declared()}
 
     def overrides(self) -> dict[str, Any]:
-        """The method parameters this configuration sets (its own values and ``_defaults``),
-        without the ones left at the method's default."""
-        return {**self._defaults, **self._params}
+        """The method parameters the configuration itself sets (YAML, overrides); the others
+        keep the method's default or are decided where the model is known."""
+        return dict(self._params)
 
     def _keys(self) -> list[str]:
         return [*self.__dataclass_fields__, *self.declared()]
@@ -200,7 +208,7 @@ class MethodSection(Section):
                 **{k: _plain(v) for k, v in self.method_params().items()}}
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None) -> "Section":
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> Section:
         data = {} if data is None else data
         if not isinstance(data, Mapping):
             raise TypeError(f"config section {cls._name!r} must be a mapping, got "
@@ -249,7 +257,7 @@ def _matches(value: Any, hint: Any) -> tuple[bool, Any]:
     if hint is Any:
         return True, value
     origin = typing.get_origin(hint)
-    if origin is typing.Union:
+    if origin is typing.Union or origin is types.UnionType:
         for h in typing.get_args(hint):
             ok, v = _matches(value, h)
             if ok:
@@ -334,11 +342,11 @@ class CNNConfig(Section):
     epochs: int = 30
     batch_size: int = 64
     checkpoints: list[int] = field(default_factory=lambda: [0, 1, 2, 4, 8, 15, 30])
-    num_threads: Optional[int] = None
-    classes: Optional[list[str]] = None
+    num_threads: int | None = None
+    classes: list[str] | None = None
     train_split: str = "train"
-    val_split: Optional[str] = "val"
-    test_split: Optional[str] = "test"
+    val_split: str | None = "val"
+    test_split: str | None = "test"
     deterministic: bool = True
     channels_last: bool = True
 
@@ -356,11 +364,11 @@ class FisherConfig(Section):
     pca_dim: int = 64
     n_components: int = 64
     n_samples: int = 50000
-    max_fit_images: Optional[int] = 500
+    max_fit_images: int | None = 500
     gmm_max_iter: int = 100
     reg_covar: float = 0.0001
     batch_size: int = 32
-    n_jobs: Optional[int] = -1         # processes for SIFT / encoding (-1: all cores); same result
+    n_jobs: int | None = -1         # processes for SIFT / encoding (-1: all cores); same result
     C: float = 10.0
     loss: str = "squared_hinge"
     max_iter: int = 5000
@@ -384,7 +392,7 @@ class EvaluationConfig(Section):
     """Budgets of the evaluation notebooks (image counts, steps ...)."""
 
     _name = "evaluation"
-    ap_images: Optional[int] = 150
+    ap_images: int | None = 150
     resampling_images: int = 42
     resampling_repeats: int = 5
     resampling_batch: int = 20
@@ -392,28 +400,28 @@ class EvaluationConfig(Section):
     average_heatmap_images: int = 20
     tag_images: int = 12
     tag_margin: int = 8
-    cnn_cutoff: Optional[str] = "features.6"
+    cnn_cutoff: str | None = "features.6"
     # notebook 02: context (Lapuschkin et al. 2016, eq. 11, Fig. 6) against the planted truth
     context_images: int = 6              # test images per class for mu (Lapuschkin et al. 2016, Fig. 6)
     context_bootstrap: int = 1000        # bootstrap resamples for mu's intervals
-    context_ap_images: Optional[int] = 80    # test images (and swapped twins) for the AP drop; None: all
+    context_ap_images: int | None = 80    # test images (and swapped twins) for the AP drop; None: all
     # notebook 04: region perturbation / AOPC (Samek et al. 2017; lrpkit.evaluate.perturbation)
     aopc_images: int = 4                 # scene-CNN test images for Fig. 4, complexity, deletion
     aopc_steps: int = 40                 # perturbation steps L (Samek et al. 2017: 100)
     aopc_repeats: int = 2                # uniform-noise repeats (Samek et al. 2017: 10)
-    aopc_region_size: Optional[int] = None   # m; None: paper's 9 at 227 px scaled to the input
+    aopc_region_size: int | None = None   # m; None: paper's 9 at 227 px scaled to the input
     aopc_region_sizes: list[int] = field(default_factory=lambda: [1, 3, 5, 9, 19])  # Fig. 8 (scaled)
     aopc_scale_images: int = 2           # images for the region-size study (Fig. 8)
     aopc_scale_steps: int = 30
     aopc_checkpoint_images: int = 2      # AOPC per training checkpoint (Fig. 7)
     aopc_checkpoint_steps: int = 30
-    aopc_checkpoint_map_images: Optional[int] = 200   # test images for each checkpoint's mAP
+    aopc_checkpoint_map_images: int | None = 200   # test images for each checkpoint's mAP
     aopc_fv_images: int = 2              # FV-LRP on the FV model (FV encoding ~0.2 s per image)
     aopc_fv_steps: int = 10
     aopc_road_images: int = 3            # uniform vs ROAD replacement
     aopc_road_steps: int = 20
     deletion_steps: int = 28             # RISE deletion/insertion steps (pixels per step: H*W / steps)
-    perturbation_batch: Optional[int] = None     # perturbed images per forward (None: auto)
+    perturbation_batch: int | None = None     # perturbed images per forward (None: auto)
 
 
 @dataclass(eq=False)
@@ -423,7 +431,6 @@ class PDAConfig(MethodSection):
 
     _name = "pda"
     _method = "pda"
-    _defaults = {"prob": "sigmoid"}  # the scene CNN is multi-label: one sigmoid per class
     patch_images: int = 200          # training images the patch Gaussian is fitted on
     patch_max_patches: int = 20000   # outer patches drawn from them
     heatmap_images: int = 3          # test images (distinct classes) for the heatmap panels
@@ -447,15 +454,15 @@ class FGVisConfig(MethodSection):
     _method = "fgvis"
     example_images: int = 3             # Fig. 2: the four games on these test images
     defence_images: int = 200           # Table 1: confidently classified test images
-    defence_candidates: Optional[int] = None  # test images screened for them (None: all)
+    defence_candidates: int | None = None  # test images screened for them (None: all)
     defence_confidence: float = 0.9     # top softmax score to count as confident (paper: 0.995)
     defence_steps: int = 60             # generation-game steps with / without the defence
     defence_lr: float = 0.1
-    defence_patience: Optional[int] = 15  # an image stops after this many steps without gain
+    defence_patience: int | None = 15  # an image stops after this many steps without gain
     defence_goal_score: float = 0.5     # "reached": arg-max = target with at least this score
     faithfulness_images: int = 12       # Table 2: test images (deletion metric)
     deletion_steps: int = 28            # deletion-curve steps (H W / 28 pixels per step)
-    colour_images: Optional[int] = None  # Table A3: test images for the channel swap (None: all)
+    colour_images: int | None = None  # Table A3: test images for the channel swap (None: all)
     colour_mask_images: int = 6         # preservation masks per class (bus, car)
     tag_images: int = 12                # tagged horse test images (with their untagged twins)
 
@@ -465,17 +472,130 @@ class ReportsConfig(Section):
     """The report runner (:mod:`lrpkit.batch`)."""
 
     _name = "reports"
-    notebooks: Optional[list[str]] = None      # None: every notebook in name order
+    notebooks: list[str] | None = None      # None: every notebook in name order
     hide_code: bool = True
-    timeout: Optional[int] = 3600              # seconds per cell
-    scheduler: Optional[str] = "local"         # serial | local (one kernel per core) | local:N | tcp://...
+    timeout: int | None = 3600              # seconds per cell
+    scheduler: str | None = "local"         # serial | local (one kernel per core) | local:N | tcp://...
+
+
+#: what :func:`lrpkit.sources.load_model` loads (``model.source``)
+MODEL_SOURCES = ("scene_cnn", "torchvision", "torchscript", "python", "fisher")
+#: how a model's scores become probabilities (``model.output``): sigmoid per class, softmax
+MODEL_OUTPUTS = ("multilabel", "singlelabel")
+#: what :func:`lrpkit.sources.load_dataset` reads (``dataset.source``)
+DATASET_SOURCES = ("scenes", "voc", "folder")
+
+
+def _check_choice(sec: Section, key: str, choices: tuple[str, ...]) -> None:
+    value = getattr(sec, key)
+    if value is not None and value not in choices:
+        raise ValueError(f"config key {sec._name}.{key} must be one of {', '.join(choices)}; "
+                         f"got {value!r}")
+
+
+@dataclass(eq=False)
+class ModelConfig(Section):
+    """The model to analyse (:func:`lrpkit.sources.load_model`); the default is lrpkit's scene CNN.
+
+    ``source``: ``scene_cnn`` (trained by ``lrpkit train``; ``weights`` default
+    ``<paths.models>/cnn/cnn.pt``), ``torchvision`` (``arch`` and ``weights``: a state dict or a
+    whole saved model; the file's head is kept and checked against ``num_classes`` /
+    ``classes``), ``torchscript`` (``weights``: a ``.pt`` archive), ``python`` (``entry``
+    ``"module:function"`` or ``"file.py:function"`` called with ``kwargs``, returning an
+    ``nn.Module``; optional ``weights`` state dict), ``fisher`` (the Fisher-vector model fitted by
+    lrpkit; ``weights`` default ``<paths.models>/fisher/fv.joblib``).  ``None`` for a key means
+    the source's own value (the checkpoint's preprocessing, the file's classes ...).
+    """
+
+    _name = "model"
+    source: str = "scene_cnn"
+    name: str | None = None             # label in reports (default: arch, file name ...)
+    weights: str | None = None          # model file (relative: to the project root)
+    arch: str | None = None             # torchvision: resnet18, vgg16 ... (lrpkit.models.ARCHS)
+    entry: str | None = None            # python: "package.module:function" or "file.py:function"
+    kwargs: dict[str, Any] = field(default_factory=dict)   # python: the function's arguments
+    num_classes: int | None = None      # a check against the file's head / the outputs
+    classes: list[str] | None = None    # output order; None: the file's, else the dataset's
+    output: str | None = None           # multilabel (sigmoid) | singlelabel (softmax); None: source's
+    transforms: str | None = None       # a torchvision weights enum's preprocessing, e.g.
+                                           # "ResNet18_Weights.IMAGENET1K_V1" (metadata only, no download)
+    mean: list[float] | None = None     # per-channel mean of the normalisation (RGB, 0..1)
+    std: list[float] | None = None
+    size: int | None = None             # resize: shorter side (or longest side with resize: pad)
+    crop: int | None = None             # centre crop side (the model's input size)
+    resize: str | None = None           # shorter (torchvision) | pad (Lapuschkin et al. 2016, App. E)
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "source", MODEL_SOURCES)
+        _check_choice(self, "output", MODEL_OUTPUTS)
+        _check_choice(self, "resize", ("shorter", "pad"))
+
+
+class ModelsConfig(list):
+    """``models``: several :class:`ModelConfig` entries analysed side by side (the shallow-vs-deep
+    comparison, two fine-tunings ...), a YAML list of ``model`` sections.  Empty (the default):
+    the reports analyse ``model`` alone."""
+
+    _name = "models"
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__(m if isinstance(m, ModelConfig) else ModelConfig.from_mapping(m)
+                         for m in items)
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> ModelsConfig:
+        """The list from YAML (``None`` or ``{}``: empty); errors name the entry ``models[i]``."""
+        if data is None or (isinstance(data, Mapping) and not data):
+            return cls()
+        if not isinstance(data, (list, tuple)):
+            raise TypeError(f"config key models must be a list of model sections "
+                            f"(- source: ..., weights: ...), got {type(data).__name__}")
+        out = []
+        for i, m in enumerate(data):
+            try:
+                out.append(m if isinstance(m, ModelConfig) else ModelConfig.from_mapping(m))
+            except (ValueError, TypeError) as exc:
+                where = f"models[{i}]"
+                msg = str(exc).replace("config key model.", f"config key {where}.")
+                raise type(exc)(msg.replace("section 'model'", f"section {where!r}")) from None
+        return cls(out)
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [m.to_dict() for m in self]
+
+
+@dataclass(eq=False)
+class DatasetConfig(Section):
+    """The images to analyse (:func:`lrpkit.sources.load_dataset`); the default is lrpkit's scenes.
+
+    ``source``: ``scenes`` (the generated bias-zoo set in ``paths.scenes``), ``voc`` (a PASCAL
+    VOC devkit at ``root``: ``ImageSets/Main/<split>.txt``, boxes from ``Annotations/*.xml``),
+    ``folder`` (an image-folder tree ``root[/<split>]/<class>/<image>``, one class per image;
+    boxes from an optional CSV).
+    """
+
+    _name = "dataset"
+    source: str = "scenes"
+    name: str | None = None             # label in reports (default: the folder's name)
+    root: str | None = None             # scenes: paths.scenes; relative: to the project root
+    split: str | None = "test"          # the split analysed (folder: subfolder; None: root itself)
+    train_split: str | None = "train"   # what models are fitted on (FV, PDA's patch model)
+    classes: list[str] | None = None    # None: scene marker / VOC's 20 / the folder's subfolders
+    boxes: str | None = None            # folder: CSV with image, x0, y0, x1, y1[, class]
+    images: int | None = None           # the first N images of the split (None: all)
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "source", DATASET_SOURCES)
+        if self.images is not None and self.images < 1:
+            raise ValueError(f"config key dataset.images must be a positive int or null; "
+                             f"got {self.images!r}")
 
 
 #: section name -> dataclass; add a new top-level section here
 SECTIONS: dict[str, type[Section]] = {
     "paths": PathsConfig, "data": DataConfig, "cnn": CNNConfig, "fisher": FisherConfig,
     "lrp": LRPConfig, "evaluation": EvaluationConfig, "pda": PDAConfig, "fgvis": FGVisConfig,
-    "reports": ReportsConfig,
+    "reports": ReportsConfig, "model": ModelConfig, "models": ModelsConfig, "dataset": DatasetConfig,
 }
 
 
@@ -541,10 +661,10 @@ class Config(Mapping):
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __deepcopy__(self, memo: dict) -> "Config":
+    def __deepcopy__(self, memo: dict) -> Config:
         return Config(source=self.source, **copy.deepcopy(self._data, memo))
 
-    def copy(self) -> "Config":
+    def copy(self) -> Config:
         return copy.deepcopy(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -569,15 +689,40 @@ def __getattr__(name: str) -> Any:
 
 
 def project_root() -> Path:
-    """The project folder: the nearest parent of the cwd holding ``configs/``, else the cwd."""
+    """The project folder: ``$LRPKIT_PROJECT`` when set; else the nearest parent of the cwd
+    (itself included) holding ``configs/`` and either ``notebooks/`` (a folder written by
+    ``lrpkit init``) or ``pyproject.toml`` (the source checkout); else the cwd.
+
+    Never the installed package's own folder: an (editable) install run from elsewhere reads
+    neither the checkout's configs nor its data unless ``LRPKIT_PROJECT`` names it.
+    """
+    env = os.environ.get("LRPKIT_PROJECT")
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"LRPKIT_PROJECT={env} is not a folder")
+        return root
     here = Path.cwd().resolve()
     for p in (here, *here.parents):
-        if (p / "configs").is_dir() and (p / "pyproject.toml").is_file():
+        if (p / "configs").is_dir() and ((p / "notebooks").is_dir() or (p / "pyproject.toml").is_file()):
             return p
-    pkg_parent = Path(__file__).resolve().parent.parent
-    if (pkg_parent / "configs").is_dir():
-        return pkg_parent
     return here
+
+
+def config_path(name: str, shipped: bool = True) -> Path | None:
+    """The YAML file of config ``name`` (``"smoke"``): ``<project>/configs/<name>.yaml``, else
+    (with ``shipped``) the one shipped with lrpkit (:func:`lrpkit.resources.bundled`); ``None``
+    when neither exists."""
+    own = project_root() / "configs" / f"{name}.yaml"
+    if own.is_file() or not shipped:
+        return own if own.is_file() else None
+    from .resources import bundled
+
+    try:
+        path = bundled("configs") / f"{name}.yaml"
+    except FileNotFoundError:
+        return None
+    return path if path.is_file() else None
 
 
 def merge(base: Mapping, over: Mapping) -> dict:
@@ -616,7 +761,7 @@ def _build(data: Mapping[str, Any], source: str) -> Config:
     for name in SECTIONS:
         if name in data:
             v = data[name]
-            if v is not None and not isinstance(v, Mapping):
+            if v is not None and not isinstance(v, (Mapping, list)):  # models: a list
                 raise TypeError(f"config section {name!r} must be a mapping, got {type(v).__name__}")
             cfg[name] = v or {}
     return cfg
@@ -633,6 +778,15 @@ def load_config(config: str | os.PathLike | Mapping | None = None, **overrides: 
     """
     if config is None:
         config = "default"
+    if isinstance(config, (str, os.PathLike)) and not Path(config).suffix and \
+            not Path(config).exists():
+        name = Path(config).name
+        # "default" is the project's file or else the dataclasses (never the shipped copy)
+        found = None if name == "<defaults>" else config_path(name, shipped=name != "default")
+        if found is not None:
+            config = found
+        elif name in ("default", "<defaults>"):
+            config = {"_source": "<defaults>"}
     if isinstance(config, Mapping):
         data: Mapping = _plain({k: v for k, v in config.items()})
         source = config.source if isinstance(config, Config) else str(config.get("_source", "<dict>"))
@@ -641,7 +795,8 @@ def load_config(config: str | os.PathLike | Mapping | None = None, **overrides: 
         if not p.suffix and not p.exists():
             p = project_root() / "configs" / f"{p.name}.yaml"
         if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
+            raise FileNotFoundError(f"config file not found: {p} (nor a config of that name "
+                                    f"shipped with lrpkit)")
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
@@ -658,7 +813,7 @@ def load_config(config: str | os.PathLike | Mapping | None = None, **overrides: 
         raise type(exc)(f"{source}: {exc}") from None
 
 
-def as_config(cfg: "Config | Mapping | str | os.PathLike | None") -> Config:
+def as_config(cfg: Config | Mapping | str | os.PathLike | None) -> Config:
     """``cfg`` as a :class:`Config`: returned as is, or loaded (name, path, mapping, None)."""
     return cfg if isinstance(cfg, Config) else load_config(cfg)
 

@@ -20,234 +20,46 @@ is validated and ``target`` is already a ``LongTensor`` of shape ``(N,)``.
 """
 from __future__ import annotations
 
-import inspect
-from contextlib import contextmanager
-import weakref
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+import importlib
+from typing import Any
 
 import numpy as np
 import torch
 
-from .params import Param, parameters, validate
+from .inputs import check_input, check_model_input, eval_mode, model_scores, resolve_target
+from .params import InvalidParameterError
+from .registry import Method, register, registered
 
 __all__ = ["Method", "register", "methods", "get_method", "explain", "explain_func",
            "model_scores", "resolve_target", "check_input", "eval_mode"]
 
-
-@dataclass(frozen=True)
-class Method:
-    """A registered heatmap method: its function, declared parameters and provenance.
-
-    ``parameters`` are the function's own declaration (:mod:`lrpkit.params`: each keyword
-    parameter's default and constraints); ``params`` are their defaults.
-    """
-
-    name: str
-    func: Callable[..., torch.Tensor]
-    parameters: Mapping[str, Param] = field(default_factory=dict)
-    description: str = ""
-    paper: str = ""
-    model_kind: str = "torch"  # "torch" (nn.Module) or "fisher" (FisherVectorClassifier)
-    #: the function takes ``target="pred"`` itself and resolves it from its own forward pass
-    #: (saves a forward; the prediction is then the one of the explained pass)
-    resolves_pred: bool = False
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """Default value of each parameter."""
-        return {k: p.default for k, p in self.parameters.items()}
-
-    def validate(self, values: Mapping[str, Any]) -> None:
-        """Raise :class:`~lrpkit.params.InvalidParameterError` naming any unknown parameter or
-        rejected value in ``values``."""
-        validate(self.parameters, values, owner=f"method {self.name!r}")
-
-    def __repr__(self) -> str:  # short, for listings in notebooks
-        return f"Method({self.name!r}, params={self.params!r})"
-
-    def describe(self) -> str:
-        """One line per parameter: name, default and accepted values."""
-        lines = [f"{self.name}: {self.description}" + (f" ({self.paper})" if self.paper else "")]
-        lines += [f"  {p.name} = {p.default!r}: {p.describe()}" for p in self.parameters.values()]
-        return "\n".join(lines)
-
-
-_REGISTRY: dict[str, Method] = {}
-
-#: the leading arguments every registered function takes positionally
-_CALL_ARGS = ("model", "x", "target")
-
-
-def register(name: str, *, description: str = "", paper: str = "", model_kind: str = "torch",
-             replace: bool = False, resolves_pred: bool = False):
-    """Decorator that adds ``func(model, x, target, **params)`` to the registry.
-
-    ``func`` is the real function, declared with :func:`lrpkit.params.declare` (or
-    :func:`~lrpkit.params.forwards` for an adapter): its keyword parameters, defaults and
-    constraints are the method's parameters; nothing is restated here.
-    ``resolves_pred=True``: the function is handed ``target="pred"`` unchanged and takes each
-    sample's arg-max from its own forward pass (one forward instead of two); otherwise
-    ``target`` is always a LongTensor ``(N,)``.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError("method name must be a non-empty string")
-
-    def deco(func):
-        if name in _REGISTRY and not replace and _REGISTRY[name].func is not func:
-            raise ValueError(f"method {name!r} is already registered "
-                             f"(by {_REGISTRY[name].func.__module__}); pass replace=True")
-        params = {k: p for k, p in parameters(func).items() if k not in _CALL_ARGS}
-        doc = description or " ".join((inspect.getdoc(func) or "").split("\n\n")[0].split())
-        _REGISTRY[name] = Method(name, func, params, doc, paper, model_kind, resolves_pred)
-        return func
-
-    return deco
-
-
-def _load_builtin_methods() -> None:
-    # Import the modules that register methods; each import is cheap and idempotent.
-    import importlib
-
-    for mod in ("lrpkit.lrp", "lrpkit.fisher", "lrpkit.pda", "lrpkit.fgvis"):
-        importlib.import_module(mod)
+#: the built-in methods and the module that registers each (imported on first use, so that
+#: explaining with LRP does not import the Fisher-vector, PDA or FGVis code)
+BUILTIN: dict[str, str] = {
+    "lrp": "lrpkit.lrp", "sensitivity": "lrpkit.lrp", "deconvnet": "lrpkit.lrp",
+    "gradient_x_input": "lrpkit.lrp", "guided_backprop": "lrpkit.lrp",
+    "fv_lrp": "lrpkit.fisher", "pda": "lrpkit.pda",
+    "fgvis": "lrpkit.fgvis", "occlusion": "lrpkit.fgvis", "gradcam": "lrpkit.fgvis",
+}
 
 
 def methods() -> dict[str, Method]:
     """All registered methods by name (a copy); ``methods()[name].describe()`` lists a
     method's parameters, defaults and accepted values."""
-    _load_builtin_methods()
-    return dict(sorted(_REGISTRY.items()))
+    for mod in dict.fromkeys(BUILTIN.values()):
+        importlib.import_module(mod)
+    return dict(sorted(registered().items()))
 
 
 def get_method(name: str) -> Method:
-    _load_builtin_methods()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
+    """The registered method ``name`` (a built-in one is imported on first use)."""
+    if name in BUILTIN:
+        importlib.import_module(BUILTIN[name])
+    reg = registered()
+    if name not in reg:
         raise ValueError(f"unknown method {name!r}; registered methods: "
-                         f"{', '.join(sorted(_REGISTRY)) or '(none)'}") from None
-
-
-def check_input(x: Any, name: str = "x") -> torch.Tensor:
-    """Validate a batch of images: a finite float tensor of rank 4 ``(N, C, H, W)``."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must have rank 4 (N, C, H, W), got shape {tuple(x.shape)}; "
-                         f"use x.unsqueeze(0) for a single image")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
-    if not torch.is_floating_point(x):
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x)).sum().item()
-        raise ValueError(f"{name} contains {bad} NaN or infinite values")
-    return x
-
-
-@contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """The model in eval mode for the duration; each module's training flag restored after."""
-    training = [m for m in model.modules() if m.training]
-    try:
-        for m in training:
-            m.training = False
-        yield model
-    finally:
-        for m in training:
-            m.training = True
-
-
-def model_scores(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """Class scores ``(N, classes)`` of a torch module or an object with ``decision_function``.
-
-    A torch module is evaluated in eval mode (dropout off, batch-norm running statistics used
-    and left unchanged); its training flags are restored afterwards.
-    """
-    if isinstance(model, torch.nn.Module):
-        with eval_mode(model), torch.no_grad():
-            out = model(x)
-    elif hasattr(model, "decision_function"):
-        out = torch.as_tensor(np.asarray(model.decision_function(x)))
-    elif callable(model):
-        with torch.no_grad():
-            out = torch.as_tensor(model(x))
-    else:
-        raise TypeError(f"model must be a torch.nn.Module or have decision_function, "
-                        f"got {type(model).__name__}")
-    if out.dim() == 1:
-        out = out[:, None]
-    if out.dim() != 2:
-        raise ValueError(f"model output must be (N, classes), got shape {tuple(out.shape)}")
-    return out
-
-
-_N_CLASSES: "weakref.WeakKeyDictionary[Any, tuple[tuple, int]]" = weakref.WeakKeyDictionary()
-
-
-def _n_classes(model: Any, x: torch.Tensor) -> int:
-    """The model's number of outputs, cached per model and input size (saves a forward pass)."""
-    coef = getattr(model, "coef_", None)  # fitted linear classifiers (the FV model): no encoding
-    if isinstance(coef, np.ndarray) and coef.ndim == 2:
-        return int(coef.shape[0])
-    key = tuple(x.shape[1:]) if hasattr(x, "shape") else None
-    try:
-        cached = _N_CLASSES.get(model)
-    except TypeError:  # not weak-referenceable
-        cached = None
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    n = model_scores(model, x[:1]).shape[1]  # x[:1]: a batch of one (tensor or list)
-    try:
-        _N_CLASSES[model] = (key, n)
-    except TypeError:
-        pass
-    return n
-
-
-def resolve_target(model: Any, x: Any, target: Any, n_classes: int | None = None, *,
-                   scores: torch.Tensor | None = None) -> torch.Tensor:
-    """Turn ``target`` (int, sequence, tensor or ``"pred"``) into a LongTensor ``(N,)``.
-
-    The one place where targets are resolved: :func:`explain`, the LRP engine, the gradient
-    baselines and the Fisher-vector resampling call it.  ``x`` is a batch ``(N, ...)`` or a
-    list of ``N`` images (Fisher-vector models).  ``"pred"`` is each sample's arg-max score:
-    taken from ``scores`` ``(N, classes)`` when the caller already has them (its own forward
-    pass; no second one), otherwise from :func:`model_scores` (eval mode).  Raises
-    ``ValueError`` for classes out of ``range(n_classes)``; ``n_classes`` is ``scores``'s
-    width, or read from the model when not given.
-    """
-    n = int(x.shape[0]) if hasattr(x, "shape") else len(x)
-    if scores is not None:
-        if scores.dim() != 2 or scores.shape[0] != n:
-            raise ValueError(f"scores must be (N={n}, classes), got {tuple(scores.shape)}")
-        n_classes = int(scores.shape[1]) if n_classes is None else n_classes
-    if isinstance(target, str):
-        if target != "pred":
-            raise ValueError(f"target must be an int, a sequence of ints or 'pred', got {target!r}")
-        s = scores if scores is not None else model_scores(model, x)
-        return s.detach().argmax(1).long()
-    if isinstance(target, (bool, np.bool_)):
-        raise TypeError("target must be a class index, not a bool")
-    if isinstance(target, (int, np.integer)):
-        t = torch.full((n,), int(target), dtype=torch.long)
-    else:
-        t = torch.as_tensor(np.asarray(target) if not isinstance(target, torch.Tensor) else target)
-        if t.dim() == 0:
-            t = t.expand(n)
-        if t.dim() != 1 or t.shape[0] != n:
-            raise ValueError(f"target must hold one class per sample ({n}), got shape {tuple(t.shape)}")
-        if torch.is_floating_point(t) or t.dtype == torch.bool:
-            raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
-        t = t.long()
-    if n_classes is None:
-        n_classes = _n_classes(model, x)
-    if (t < 0).any() or (t >= n_classes).any():
-        raise ValueError(f"target {t.tolist()} out of range for a model with {n_classes} classes")
-    return t
+                         f"{', '.join(sorted({*reg, *BUILTIN}))}")
+    return reg[name]
 
 
 def explain(model: Any, x: torch.Tensor, target: Any = "pred", method: str = "lrp",
@@ -260,17 +72,52 @@ def explain(model: Any, x: torch.Tensor, target: Any = "pred", method: str = "lr
     """
     m = get_method(method)
     m.validate(params)
+    if not m.scriptable and isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(f"method {method!r} needs a Python torch.nn.Module: it swaps layers or "
+                        f"intercepts activation calls, which a TorchScript module runs as compiled "
+                        f"code; load the model from Python (model source torchvision or python) or "
+                        f"use a method that needs only gradients (sensitivity, gradient_x_input)")
     x = check_input(x)
-    if m.resolves_pred and isinstance(target, str) and target == "pred":
-        t = target  # the method takes the arg-max of its own (single) forward pass
-    else:
-        t = resolve_target(model, x, target)
     kw = {**m.params, **params}
-    rel = m.func(model, x, t, **kw)
+    try:
+        if m.resolves_pred and isinstance(target, str) and target == "pred":
+            t = target  # the method takes the arg-max of its own (single) forward pass
+        else:
+            t = resolve_target(model, x, target)
+        rel = m.func(model, x, t, **kw)
+    except InvalidParameterError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError):
+        # does the model refuse the input itself (wrong channel count or image size, an
+        # output that is not one tensor)?  Then say so, naming the shape and the layer
+        # (one forward of one image, only on failure: a call that works costs nothing more)
+        try:
+            check_model_input(model, x)
+        except (ValueError, TypeError) as clear:
+            raise clear from None   # the clear message alone, not the method's deep traceback
+        raise
     if not isinstance(rel, torch.Tensor) or rel.shape != x.shape:
         raise RuntimeError(f"method {method!r} returned {getattr(rel, 'shape', type(rel))}, "
                            f"expected a tensor of shape {tuple(x.shape)}")
     return rel
+
+
+def _integral_targets(targets: Any) -> torch.Tensor:
+    """``targets`` (a sequence, array, tensor or float) as a LongTensor ``(N,)``.
+
+    Evaluation libraries pass labels as float arrays at times; a float that is a whole number
+    is that class, any other (``1.5``) is refused naming it, never truncated.
+    """
+    t = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor) else targets)
+    if t.dtype == torch.bool:
+        raise TypeError("targets must be class indices, got booleans")
+    if torch.is_floating_point(t):
+        bad = ~torch.isfinite(t) | (t != t.round())
+        if bad.any():
+            i = int(bad.reshape(-1).nonzero()[0])
+            raise ValueError(f"targets must be whole class indices; got {t.reshape(-1)[i].item()!r} "
+                             f"(targets[{i}]), which would be truncated")
+    return t.long().reshape(-1)
 
 
 def explain_func(model: Any, inputs: Any, targets: Any, method: str = "lrp",
@@ -279,7 +126,8 @@ def explain_func(model: Any, inputs: Any, targets: Any, method: str = "lrp",
 
     ``inputs`` may be a numpy array or tensor ``(N, C, H, W)``; extra keyword arguments
     that the evaluation library passes along (``device``, ``channel_first`` ...) and that
-    the method does not take are ignored.
+    the method does not take are ignored.  ``targets`` given as floats must be whole numbers
+    (``1.0`` is class 1, ``1.5`` is refused).
     """
     m = get_method(method)
     device = kwargs.pop("device", None)
@@ -288,8 +136,7 @@ def explain_func(model: Any, inputs: Any, targets: Any, method: str = "lrp",
     x = x.float()
     if device is not None:
         x = x.to(device)
-    if isinstance(targets, (list, tuple, np.ndarray, torch.Tensor)):
-        targets = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor)
-                                  else targets).long().reshape(-1)
+    if isinstance(targets, (list, tuple, np.ndarray, torch.Tensor, float, np.floating)):
+        targets = _integral_targets(targets)
     rel = explain(model, x, targets, method=method, **params)
     return rel.detach().cpu().numpy()

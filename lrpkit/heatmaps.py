@@ -17,27 +17,15 @@ Decisions by Layer-Wise Relevance Propagation", PLoS ONE 2015), with the scores 
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["input_geometry", "CNNMaps", "cnn_heatmaps", "fv_heatmap", "normalized_average", "grow_box"]
+from ._geometry import input_geometry
 
-
-def input_geometry(model: Any, size: int | None = None, crop: int | None = None) -> tuple[int, int]:
-    """``(size, crop)`` a scene CNN expects: the longest side after scaling and the centre crop.
-
-    Explicit values win; otherwise the checkpoint's ``meta`` (``size``, ``input_size``), then the
-    model's ``input_size``, then the defaults of :mod:`lrpkit.data.transforms`.
-    """
-    from .data import transforms as T
-
-    meta = getattr(model, "meta", None) or {}
-    crop = int(crop if crop is not None else meta.get("input_size", getattr(model, "input_size", T.DEFAULT_CROP)))
-    size = int(size if size is not None else meta.get("size", max(T.DEFAULT_SIZE, crop)))
-    if crop > size:
-        raise ValueError(f"crop={crop} is larger than size={size}")
-    return size, crop
+__all__ = ["input_geometry", "CNNMaps", "cnn_heatmaps", "source_heatmaps", "heatmap_params",
+           "fv_heatmap", "normalized_average", "grow_box"]
 
 
 class CNNMaps(NamedTuple):
@@ -59,7 +47,8 @@ def cnn_heatmaps(model: Any, images: Sequence[Any], target: Any, *, size: int | 
     import torch
 
     from .data import transforms as T
-    from .explain import explain, model_scores
+    from .explain import explain
+    from .inputs import model_scores
 
     images = list(images)
     if not images:
@@ -77,13 +66,65 @@ def cnn_heatmaps(model: Any, images: Sequence[Any], target: Any, *, size: int | 
     return CNNMaps(rel, T.denormalize(x).permute(0, 2, 3, 1).cpu().numpy(), f.cpu().numpy())
 
 
+def heatmap_params(model: Any, **lrp_params: Any) -> tuple[dict[str, Any], str | None]:
+    """``explain`` keywords (``method`` included) for a deep model's heatmaps, and a note.
+
+    LRP with ``lrp_params`` (e.g. ``composite="alpha2_beta1"``, Bach et al. 2015) for a module
+    whose layers LRP can attach its rules to; a TorchScript module hides them (compiled code), so
+    it gets Gradient x Input (Shrikumar et al. 2016) and the note says so (``None`` for LRP).
+    """
+    import torch
+
+    if isinstance(model, torch.jit.ScriptModule):
+        return {"method": "gradient_x_input"}, (
+            "LRP attaches its rules to the model's layers, which a TorchScript archive does not "
+            "expose: its heatmaps are Gradient x Input (Shrikumar et al. 2016) instead")
+    return {"method": "lrp", **lrp_params}, None
+
+
+def source_heatmaps(source: Any, images: Sequence[Any], target: Any, *, method: str = "lrp",
+                    **params: Any) -> CNNMaps:
+    """Heatmaps of a loaded model (:class:`lrpkit.sources.ModelSource`) for PIL ``images`` on
+    its own input (its preprocessing: the scene CNN's padded crop, torchvision's resized crop).
+
+    ``target``: one output index of the model for all images, or one per image.  ``method`` and
+    ``params`` go to :func:`lrpkit.explain`.  ``inputs`` are the model's inputs with its
+    normalisation undone (:meth:`~lrpkit.sources.ModelSource.rgb`), ``(N, h, w, 3)``.
+    """
+    import torch
+
+    from .explain import explain
+    from .inputs import model_scores
+
+    images = list(images)
+    if not images:
+        raise ValueError("images must hold at least one image")
+    if not source.is_torch:
+        raise TypeError(f"model {source.name!r} ({source.source}) is not a torch module; use "
+                        f"fv_heatmap for the Fisher-vector model")
+    t = np.asarray(target, dtype=np.int64)
+    if t.ndim > 1 or (t.ndim == 1 and len(t) != len(images)):
+        raise ValueError(f"target must be one output index or one per image ({len(images)}), got {target!r}")
+    t = np.broadcast_to(t, (len(images),)).copy()
+    n_out = len(source.classes)
+    if t.min() < 0 or t.max() >= n_out:
+        raise ValueError(f"target {target!r} is not an output index of model {source.name!r} "
+                         f"({n_out} outputs)")
+    x = source.inputs(images)
+    R = explain(source.model, x, [int(v) for v in t], method=method, **params).detach()
+    with torch.no_grad():
+        f = model_scores(source.model, x)[torch.arange(len(t)), torch.as_tensor(t)]
+    rel = (R.sum(1) if R.dim() == 4 else R).cpu().numpy()
+    return CNNMaps(rel, source.rgb(x).permute(0, 2, 3, 1).numpy(), f.cpu().numpy())
+
+
 def fv_heatmap(explainer: Any, image: Any, target: int, resolution: str = "feature",
                **params: Any) -> tuple[np.ndarray, float]:
     """FV-LRP pixel map ``(H, W)`` of one image for class ``target``, and the FV score ``f(x)``.
 
     ``explainer``: a :class:`lrpkit.fisher.FisherLRP` (reused across calls) or a fitted
     Fisher-vector classifier (then ``FisherLRP(explainer, **params)`` is built for this call).
-    ``resolution``: ``"feature"`` (paper 000 eq. 21) or ``"bin"`` (the SIFT-bin resolution of
+    ``resolution``: ``"feature"`` (Lapuschkin et al. 2016, eq. 21) or ``"bin"`` (the SIFT-bin resolution of
     Bach et al., "Controlling Explanatory Heatmap Resolution and Semantics via Decomposition
     Depth", ICIP 2016).
     """
@@ -98,7 +139,7 @@ def fv_heatmap(explainer: Any, image: Any, target: int, resolution: str = "featu
 
 
 def normalized_average(maps: Sequence[Any], shape: Sequence[int] | None = None) -> np.ndarray:
-    """Mean of 2-D maps, each first divided by its largest absolute value (paper 000 Fig. 5).
+    """Mean of 2-D maps, each first divided by its largest absolute value (Lapuschkin et al. 2016, Fig. 5).
 
     All-zero maps stay zero.  Maps of another shape than ``shape`` (default: the first map's)
     are resized bilinearly (``skimage.transform.resize``, anti-aliased) before averaging.

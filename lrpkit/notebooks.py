@@ -5,7 +5,7 @@ a code cell, ``# %% [markdown]`` a markdown cell (its lines commented with ``# `
 papermill parameters cell is ``# %% tags=["parameters"]`` (it holds at least
 ``config = "default"`` and ``results_path = None``).  Next to it lies the paired
 ``notebooks/NN_name.ipynb``, generated from the script, committed **without outputs**; the
-report runner (:mod:`lrpkit.reports`) executes that file with papermill.
+report runner (:mod:`lrpkit.batch`) executes that file with papermill.
 
 The script is the one source; the ``.ipynb`` is derived from it deterministically (cell ids
 ``<stem>-NN``, a fixed ``python3`` kernelspec, no outputs, no execution counts) so that a
@@ -26,7 +26,8 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 __all__ = ["FORMAT", "KERNELSPEC", "notebook_dir", "sources", "read_source", "build", "render", "sync",
            "check", "Drift", "main"]
@@ -38,7 +39,7 @@ _EDIT_NOTE = "generated from {py} by `python -m lrpkit.notebooks sync`: edit the
 
 #: keys a script's jupytext header may set under ``lrpkit:`` (copied into the .ipynb metadata):
 #: ``expected_seconds``, the notebook's run time on the default config, which parallel report
-#: runs use to start the longest notebooks first (:func:`lrpkit.grid.expected_seconds`)
+#: runs use to start the longest notebooks first (:func:`lrpkit.batch.expected_seconds`)
 _HEADER_KEYS = ("expected_seconds",)
 
 
@@ -80,7 +81,8 @@ def build(py: str | os.PathLike) -> Any:
     Cells and their tags come from the script; everything else is fixed so the result does not
     depend on who built it or when: cell ids ``<stem>-NN``, no outputs or execution counts, cell
     metadata reduced to ``tags``, notebook metadata = kernelspec ``python3``, language_info, a
-    note naming the source and the header's ``lrpkit: {expected_seconds: ...}``.  Raises ``ValueError`` when the script has no code cell tagged
+    note naming the source and the header's ``lrpkit: {expected_seconds: ...}``.  Raises
+    ``ValueError`` when the script has no code cell tagged
     ``parameters`` or more than one.
     """
     import nbformat

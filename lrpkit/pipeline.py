@@ -24,16 +24,20 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
-from .config import Config, as_config, resolve_path
+from .config import as_config
+from .layout import cnn_dir, cnn_path, fisher_path, models_root, scenes_root
 
 __all__ = ["load_models", "SCENE_MARKER", "FINGERPRINT", "scenes_root", "models_root", "cnn_dir", "cnn_path",
            "fisher_path", "read_scene_marker", "scenes_current", "make_scenes", "fingerprint",
            "model_current", "write_fingerprint", "train_cnn_from_config", "fisher_classifier",
-           "load_images", "fit_fisher_from_config", "train_models", "load_cnn", "load_fisher",
-           "load_scenes"]
+           "load_images", "fit_fisher_from_config", "models_to_train", "needs_scenes", "train_models",
+           "load_cnn", "load_fisher", "load_scenes"]
 
+#: the scene set's marker file (:data:`lrpkit.data.voc.SCENE_MARKER`, which ``import lrpkit.data``
+#: would load numpy, PIL and xarray for; the CLI imports this module and starts without them)
 SCENE_MARKER = "lrpkit_scenes.json"
 FINGERPRINT = "config-fingerprint.json"
 MODEL_SECTIONS = ("cnn", "fisher")
@@ -43,36 +47,8 @@ def _log(msg: str) -> None:
     print(f"[lrpkit] {msg}", flush=True)
 
 
-# ---------------------------------------------------------------------------------------------
-# Where things live
-# ---------------------------------------------------------------------------------------------
-def scenes_root(cfg: Any) -> Path:
-    """``paths.scenes`` as an absolute path (the generated scene set, VOC2007 layout)."""
-    return resolve_path(as_config(cfg), "scenes")
-
-
-def models_root(cfg: Any) -> Path:
-    """``paths.models`` as an absolute path."""
-    return resolve_path(as_config(cfg), "models")
-
-
-def cnn_dir(cfg: Any) -> Path:
-    """``<paths.models>/cnn``: ``cnn.pt``, ``cnn_epoch*.pt``, ``history.nc``, ``test_map.nc``."""
-    return models_root(cfg) / "cnn"
-
-
-def cnn_path(cfg: Any, epoch: int | None = None) -> Path:
-    """The final CNN ``cnn.pt``, or the checkpoint after ``epoch`` epochs."""
-    if epoch is None:
-        return cnn_dir(cfg) / "cnn.pt"
-    from .models.train import checkpoint_name
-
-    return cnn_dir(cfg) / checkpoint_name(epoch)
-
-
-def fisher_path(cfg: Any) -> Path:
-    """``<paths.models>/fisher/fv.joblib``."""
-    return models_root(cfg) / "fisher" / "fv.joblib"
+# Where things live: lrpkit.layout (scenes_root, models_root, cnn_dir, cnn_path, fisher_path,
+# imported above), which lrpkit.sources reads too without importing this module (built on it).
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,12 +57,6 @@ def fisher_path(cfg: Any) -> Path:
 def read_scene_marker(root: str | os.PathLike) -> dict | None:
     """The scene set's marker ``lrpkit_scenes.json`` (generation parameters, format version,
     classes) in ``root``, or ``None`` when absent or unreadable."""
-    try:
-        from .data.voc import read_scene_marker as _read  # the data layer's reader, once it exists
-    except ImportError:
-        _read = None
-    if _read is not None:
-        return _read(root)
     try:
         meta = json.loads((Path(root) / SCENE_MARKER).read_text())
     except (OSError, ValueError):
@@ -118,8 +88,6 @@ def make_scenes(cfg: Any, force: bool = False) -> Path:
 
     Never replaces a non-empty folder that holds no generated scene set (a VOC devkit, say).
     """
-    import inspect
-
     from .data import generate_scenes
 
     cfg = as_config(cfg)
@@ -134,13 +102,8 @@ def make_scenes(cfg: Any, force: bool = False) -> Path:
             f"remove the folder yourself.")
     t0 = time.perf_counter()
     d = cfg.data
-    kw = {}
-    if "preset" in inspect.signature(generate_scenes).parameters:
-        kw["preset"] = d.preset
-    elif d.preset != "easy":
-        raise ValueError(f"data.preset = {d.preset!r}, but this lrpkit generates only 'easy' scenes")
     generate_scenes(root, n_train=d.n_train, n_val=d.n_val, n_test=d.n_test, seed=cfg.seed,
-                    overwrite=True, **kw)
+                    overwrite=True, preset=d.preset)
     _log(f"generated scenes in {root} ({time.perf_counter() - t0:.1f} s)")
     return root
 
@@ -241,12 +204,23 @@ def train_cnn_from_config(cfg: Any = None, *, progress: bool = True, **overrides
 
 
 def fisher_classifier(cfg: Any, class_names: Sequence[str] | None = None):
-    """An unfitted :class:`~lrpkit.fisher.FisherVectorClassifier` from ``cfg.fisher``."""
-    from .fisher.classifier import FisherVectorClassifier
+    """An unfitted :class:`~lrpkit.fisher.FisherVectorClassifier` (and encoder) from
+    ``cfg.fisher``, seeded with ``cfg.seed``: the SVM keys ``C``, ``loss``, ``max_iter`` go to the
+    classifier, the others to :class:`~lrpkit.fisher.FisherVectorEncoder`."""
+    from .fisher import FisherVectorClassifier, FisherVectorEncoder
 
     cfg = as_config(cfg)
-    return FisherVectorClassifier.from_config(cfg.fisher, class_names=class_names,
-                                              random_state=cfg.seed)
+    sec = cfg.fisher
+    svm_keys = ("C", "loss", "max_iter")
+    enc_keys = set(FisherVectorEncoder().get_params(deep=False))
+    unused = set(sec) - set(svm_keys) - enc_keys
+    if unused:  # a new config field that no estimator takes: wire it up, never drop it
+        raise ValueError(f"fisher config key(s) {sorted(unused)} are used by neither "
+                         f"FisherVectorEncoder nor the SVMs")
+    enc = FisherVectorEncoder(**{k: (tuple(v) if k == "bin_sizes" else v) for k, v in sec.items()
+                                 if k in enc_keys and k != "random_state"}, random_state=cfg.seed)
+    return FisherVectorClassifier(enc, **{k: sec[k] for k in svm_keys}, class_names=class_names,
+                                  random_state=cfg.seed)
 
 
 def fit_fisher_from_config(cfg: Any = None, *, save: bool = True):
@@ -277,9 +251,52 @@ def fit_fisher_from_config(cfg: Any = None, *, save: bool = True):
     return clf
 
 
-def train_models(cfg: Any, only: Sequence[str] = MODEL_SECTIONS, force: bool = False) -> None:
-    """Train / fit the default models named in ``only`` that are stale (or all, ``force``)."""
+def _model_entries(cfg: Any) -> list:
+    """The config's ``models`` list, else ``[model]`` (:func:`lrpkit.sources.model_specs` without
+    importing numpy: the CLI decides what to build before anything heavy is loaded)."""
     cfg = as_config(cfg)
+    return list(cfg.models) if len(cfg.models) else [cfg.model]
+
+
+def models_to_train(cfg: Any) -> tuple[str, ...]:
+    """The default models (``"cnn"``, ``"fisher"``) a config asks lrpkit to build up front.
+
+    ``cnn``: a ``scene_cnn`` model (``model`` or a ``models`` entry) without ``weights`` (its
+    default file is what ``lrpkit train`` writes; with ``weights`` it is the user's checkpoint).
+    ``fisher``: only on lrpkit's scenes (``dataset.source: scenes``), when a ``scene_cnn`` or
+    ``fisher`` model without ``weights`` is analysed: the bias-zoo reports compare the scene CNN
+    with the FV model (Lapuschkin et al. 2016).  A user's model on a user's data set trains
+    nothing: notebooks that need an FV model fit it on ``dataset.train_split`` themselves.
+    """
+    cfg = as_config(cfg)
+    own = [m.source for m in _model_entries(cfg) if m.weights in (None, "")]
+    out = []
+    if "scene_cnn" in own:
+        out.append("cnn")
+    if cfg.dataset.source == "scenes" and ({"scene_cnn", "fisher"} & set(own)):
+        out.append("fisher")
+    return tuple(out)
+
+
+def needs_scenes(cfg: Any) -> bool:
+    """Whether a config needs lrpkit's generated scenes: it analyses them (``dataset.source:
+    scenes``) or a default model trained on them (:func:`models_to_train`)."""
+    cfg = as_config(cfg)
+    return cfg.dataset.source == "scenes" or bool(models_to_train(cfg))
+
+
+def train_models(cfg: Any, only: Sequence[str] | None = None, force: bool = False) -> None:
+    """Train / fit the default models named in ``only`` that are stale (or all, ``force``).
+
+    ``only=None``: the ones the config asks for (:func:`models_to_train`), none for a user's
+    model on a user's data set."""
+    cfg = as_config(cfg)
+    if only is None:
+        only = models_to_train(cfg)
+        if not only:
+            _log("nothing to train: the config analyses "
+                 + ", ".join(f"{m.name or m.arch or m.source} ({m.source})" for m in _model_entries(cfg)))
+            return
     unknown = set(only) - set(MODEL_SECTIONS)
     if unknown:
         raise ValueError(f"unknown model(s) {sorted(unknown)}; choose from {MODEL_SECTIONS}")
@@ -327,3 +344,285 @@ def load_models(cfg: Any) -> tuple[Any, Any, list[str]]:
         raise ValueError(f"the CNN's classes {list(cnn.classes)} differ from the Fisher-vector "
                          f"model's {classes}: retrain one of them on the same scenes")
     return cnn, fv, classes
+
+
+# ---------------------------------------------------------------------------------------------
+# PDA: the method's parameters for a model, the patch model of the training images
+# ---------------------------------------------------------------------------------------------
+#: the file of a fitted patch model: ``<paths.models>/pda/patch_w10_o18_<fingerprint digest>.npz``
+PATCH_DIR = "pda"
+
+
+def training_split(cfg: Any, dataset: Any = None):
+    """The config's training split (``dataset.train_split``, all its images) or ``dataset``."""
+    if dataset is not None:
+        return dataset
+    from .sources import load_dataset
+
+    cfg = as_config(cfg)
+    spec = cfg.dataset
+    if spec.train_split is None:
+        raise ValueError("dataset.train_split is not set: no training images to fit on")
+    return load_dataset({**spec.to_dict(), "images": None}, cfg, split=spec.train_split,
+                        where="dataset.train_split")
+
+
+def pda_params(cfg: Any, model: Any, train: Any = None) -> dict[str, Any]:
+    """``explain(..., method="pda")`` keyword arguments for a :class:`~lrpkit.sources.ModelSource`:
+    ``cfg.pda``'s values, with ``prob`` from the model's output kind (``sigmoid`` per class for
+    a multi-label model, ``softmax`` for a single-label one; Zhou & Kainz 2018, eq. 32) and the
+    Laplace correction's ``laplace_n`` = the number of training images (Zintgraf et al. 2017,
+    Sec. 3.1; ``train``: the training split, a :class:`~lrpkit.sources.DatasetSource`, or
+    ``None``: no correction), unless the config sets them itself."""
+    pc = as_config(cfg).pda
+    params = pc.method_params()
+    own = pc.overrides()
+    if "prob" not in own:
+        params["prob"] = model.prob
+    if "laplace_n" not in own:
+        params["laplace_n"] = len(train) if train is not None and len(train) else None
+    return params
+
+
+def patch_model_fingerprint(cfg: Any, model: Any, train: Any, *, window: int, outer: int,
+                            joint_rgb: bool = False, marginal: bool = False) -> dict:
+    """What a PDA patch model depends on: its sizes, the model's preprocessing (the input space
+    the Gaussian lives in; not the weights), the fitting budget and seed, and the training
+    images (ids and a SHA-256 of their files' bytes)."""
+    import hashlib
+
+    import numpy as np
+
+    cfg = as_config(cfg)
+    pc = cfg.pda
+    idx = np.random.default_rng(cfg.seed).permutation(len(train))[:pc.patch_images]
+    digest = hashlib.sha256()
+    for i in sorted(int(i) for i in idx):
+        digest.update(str(train.ids[i]).encode() + b"\0")
+        digest.update(Path(train.paths[i]).read_bytes())
+    fp = {"kind": "pda_patch_model", "window": int(window), "outer": int(outer),
+          "joint_rgb": bool(joint_rgb), "marginal": bool(marginal), "input": repr(model.transform),
+          "patch_images": pc.patch_images, "max_patches": pc.patch_max_patches, "seed": cfg.seed,
+          "data": {"source": train.source, "root": str(train.root), "split": train.split,
+                   "images": len(idx), "sha256": digest.hexdigest()}}
+    return json.loads(json.dumps(fp, sort_keys=True))
+
+
+def patch_model_path(cfg: Any, fp: dict) -> Path:
+    """``<paths.models>/pda/patch_w<window>_o<outer>[_rgb][_marginal]_<digest>.npz`` for the
+    fingerprint ``fp`` (:func:`patch_model_fingerprint`): one file per input space and data."""
+    import hashlib
+
+    from .pda import PatchModel
+
+    base = PatchModel.default_path(models_root(cfg), fp["window"], fp["outer"], fp["joint_rgb"],
+                                   fp["marginal"])
+    digest = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
+    return base.with_name(f"{base.stem}_{digest}.npz")
+
+
+def load_patch_model(cfg: Any, model: Any, *, train: Any = None, window: int | None = None,
+                     outer: int | None = None, joint_rgb: bool | None = None,
+                     marginal: bool | None = None, fit: bool = True):
+    """The PDA patch model (Zintgraf et al. 2017, Sec. 3: a Gaussian over ``outer x outer``
+    patches) for a :class:`~lrpkit.sources.ModelSource`'s input space, fitted on
+    ``pda.patch_images`` random images of the training split (``train``, default
+    ``dataset.train_split``; ``pda.patch_max_patches`` patches, seed ``cfg.seed``).
+
+    Kept under ``<paths.models>/pda/`` (:func:`patch_model_path`) with its fingerprint
+    (:func:`patch_model_fingerprint`) in the file; loaded when one matches, else fitted and saved
+    (``fit=False``: ``FileNotFoundError`` instead).  Sizes default to ``cfg.pda``.  Notebook 05 and
+    the explorer share the file.  Raises ``ValueError`` when the config names no training split,
+    ``FileNotFoundError`` when its folder / list is missing.
+    """
+    from .pda import PatchModel
+
+    cfg = as_config(cfg)
+    pc = cfg.pda
+    if not model.is_torch:
+        raise TypeError(f"PDA needs a torch model; {model.name!r} ({model.source}) is not one")
+    window = pc.window if window is None else window
+    outer = pc.outer if outer is None else outer
+    joint_rgb = pc.joint_rgb if joint_rgb is None else joint_rgb
+    marginal = pc.marginal if marginal is None else marginal
+    train = training_split(cfg, train)
+    if not len(train):
+        raise ValueError(f"the training split {train.split!r} of {train.name!r} holds no images")
+    fp = patch_model_fingerprint(cfg, model, train, window=window, outer=outer,
+                                 joint_rgb=joint_rgb, marginal=marginal)
+    path = patch_model_path(cfg, fp)
+    try:
+        pm = PatchModel.load(path, model_meta=fp)
+    except (FileNotFoundError, ValueError):
+        if not fit:
+            raise FileNotFoundError(f"no patch model fitted for this input space and data at "
+                                    f"{path}") from None
+    else:
+        _log(f"patch model loaded from {path}")
+        return pm
+    import numpy as np
+
+    t0 = time.perf_counter()
+    idx = np.random.default_rng(cfg.seed).permutation(len(train))[:pc.patch_images]
+    x = model.inputs(train.images([int(i) for i in idx]))
+    pm = PatchModel(window, outer, joint_rgb=joint_rgb, marginal=marginal).fit(
+        x, max_patches=pc.patch_max_patches, seed=cfg.seed)
+    pm.save(path, meta=fp)
+    _log(f"fitted the patch model on {len(idx)} images of {train.name}/{train.split} "
+         f"({time.perf_counter() - t0:.1f} s): {path}")
+    return pm
+
+
+__all__ += ["training_split", "pda_params", "patch_model_fingerprint", "patch_model_path", "load_patch_model"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The Fisher-vector model of the config's dataset (notebooks 01 and 03)
+# ---------------------------------------------------------------------------------------------
+#: ``<paths.models>/fisher/<dataset>_<train split>_<fingerprint digest>/fv.joblib``
+FISHER_DIR = "fisher"
+
+
+class NoTrainingSplit(FileNotFoundError):
+    """The config's data has no training split to fit a model on (``dataset.train_split`` is not
+    set, or its folder / list is missing): a report section that needs one is skipped."""
+
+
+def _uses_default_scenes(cfg: Any) -> bool:
+    """Whether the config analyses lrpkit's own scene set in ``paths.scenes`` (whose FV model
+    ``lrpkit train`` fits: :func:`fisher_path`)."""
+    cfg = as_config(cfg)
+    return cfg.dataset.source == "scenes" and not cfg.dataset.root
+
+
+def dataset_fisher_fingerprint(cfg: Any, train: Any) -> dict:
+    """What the FV model of a dataset depends on: the ``fisher`` section (typed defaults + YAML,
+    without the speed-only ``n_jobs``), the seed, and the training images (split, classes, ids,
+    labels and a SHA-256 of the files' bytes)."""
+    import hashlib
+
+    import numpy as np
+
+    cfg = as_config(cfg)
+    digest = hashlib.sha256()
+    for i, path in enumerate(train.paths):
+        digest.update(str(train.ids[i]).encode() + b"\0")
+        digest.update(Path(path).read_bytes())
+    digest.update(np.ascontiguousarray(np.asarray(train.labels, np.float32)).tobytes())
+    params = {k: v for k, v in cfg.fisher.to_dict().items() if k not in _SPEED_ONLY["fisher"]}
+    fp = {"kind": "fisher_vector", "params": params, "seed": cfg.seed,
+          "data": {"name": train.name, "source": train.source, "root": str(train.root),
+                   "split": train.split, "classes": list(train.classes), "images": len(train),
+                   "sha256": digest.hexdigest()}}
+    return json.loads(json.dumps(fp, sort_keys=True))
+
+
+def dataset_fisher_path(cfg: Any, fp: dict) -> Path:
+    """``<paths.models>/fisher/<dataset>_<split>_<digest>/fv.joblib`` for the fingerprint ``fp``
+    (:func:`dataset_fisher_fingerprint`): one model per data and FV settings."""
+    import hashlib
+    import re
+
+    digest = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
+    data = fp["data"]
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", f"{data['name']}_{data['split']}").strip("-") or "data"
+    return models_root(cfg) / FISHER_DIR / f"{slug}_{digest}" / "fv.joblib"
+
+
+def load_dataset_fisher(cfg: Any, *, sources: Any = None, train: Any = None, fit: bool = True,
+                        name: str = "FV"):
+    """The Fisher-vector model (Lapuschkin et al. 2016, Sec. 4) for the config's dataset, as a
+    :class:`~lrpkit.sources.ModelSource` named ``name``.
+
+    * a ``fisher`` entry among the config's models (``sources``: the loaded
+      :class:`~lrpkit.sources.Sources`, else the config's ``model`` / ``models``): that model;
+    * lrpkit's scenes in ``paths.scenes``: the default FV model (:func:`fisher_path`, fitted by
+      ``lrpkit train`` on ``trainval``; fitted here when missing);
+    * any other dataset: an FV model with ``cfg.fisher``'s settings fitted on the training split
+      (``train``, default ``dataset.train_split``, all its images), kept under
+      ``<paths.models>/fisher/`` (:func:`dataset_fisher_path`) with its fingerprint
+      (:func:`dataset_fisher_fingerprint`) beside it: loaded when one matches, else fitted and
+      saved (``fit=False``: ``FileNotFoundError`` instead).
+
+    Raises :class:`NoTrainingSplit` (a ``FileNotFoundError``) when the config names no training
+    split or its folder / list is missing.
+    """
+    from .sources import load_model, model_specs
+
+    cfg = as_config(cfg)
+    if sources is not None:
+        own = next((m for m in sources.models if m.source == "fisher"), None)
+        if own is not None:
+            return own
+    else:
+        for where, spec in model_specs(cfg):
+            if spec.source == "fisher":
+                return load_model(spec, cfg, where=where)
+    if _uses_default_scenes(cfg):
+        if not fisher_path(cfg).is_file():
+            if not fit:
+                raise FileNotFoundError(f"no Fisher-vector model at {fisher_path(cfg)}")
+            train_models(cfg, only=("fisher",))
+        return load_model({"source": "fisher", "name": name}, cfg)
+    if train is None and cfg.dataset.train_split is None:
+        raise NoTrainingSplit("dataset.train_split is not set: no training images to fit the "
+                              "Fisher-vector model on")
+    try:
+        train = training_split(cfg, train)
+    except FileNotFoundError as exc:
+        raise NoTrainingSplit(f"dataset.train_split {cfg.dataset.train_split!r}: {exc}") from None
+    if not len(train):
+        raise NoTrainingSplit(f"the training split {train.split!r} of {train.name!r} holds no images")
+    fp = dataset_fisher_fingerprint(cfg, train)
+    path = dataset_fisher_path(cfg, fp)
+    fp_file = path.parent / FINGERPRINT
+
+    def current() -> bool:
+        return path.is_file() and fp_file.is_file() and json.loads(fp_file.read_text()) == fp
+
+    if not current():
+        if not fit:
+            raise FileNotFoundError(f"no Fisher-vector model fitted for {train.name}/{train.split} "
+                                    f"with these fisher settings at {path}")
+        import fcntl
+
+        from .fisher.classifier import save_fisher
+        from .results import atomic_path
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # notebooks 01 and 03 may run side by side: one fits, the other waits and loads
+        with open(path.with_name("fit.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not current():
+                t0 = time.perf_counter()
+                clf = fisher_classifier(cfg, class_names=list(train.classes)).fit(train.images(),
+                                                                                 train.labels)
+                save_fisher(clf, path)
+                with atomic_path(fp_file) as tmp:
+                    tmp.write_text(json.dumps(fp, indent=2, sort_keys=True) + "\n")
+                _log(f"fitted the Fisher-vector model on {len(train)} images of {train.name}/"
+                     f"{train.split} ({time.perf_counter() - t0:.1f} s): {path}")
+            else:
+                _log(f"Fisher-vector model loaded from {path} (fitted meanwhile)")
+    else:
+        _log(f"Fisher-vector model loaded from {path}")
+    return load_model({"source": "fisher", "name": name, "weights": str(path)}, cfg,
+                      classes=list(train.classes))
+
+
+def available_fisher(cfg: Any, sources: Any):
+    """The Fisher-vector model a report compares with, where the config has one, fitting nothing:
+    a ``fisher`` entry among the models (``sources``: the loaded :class:`~lrpkit.sources.Sources`),
+    or on lrpkit's scenes the default FV model once ``lrpkit train`` has fitted it
+    (:func:`load_dataset_fisher` with ``fit=False``); ``None`` otherwise (a user's data: the FV
+    models notebooks 01 / 03 fit on its training split are theirs, not a configured comparison)."""
+    own = next((m for m in sources.models if m.source == "fisher"), None)
+    if own is not None:
+        return own
+    if not _uses_default_scenes(cfg) or not fisher_path(cfg).is_file():
+        return None
+    return load_dataset_fisher(cfg, sources=sources, fit=False)
+
+
+__all__ += ["NoTrainingSplit", "dataset_fisher_fingerprint", "dataset_fisher_path", "load_dataset_fisher",
+            "available_fisher"]

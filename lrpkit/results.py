@@ -16,12 +16,15 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["atomic_path", "atomic_dir", "make_attrs", "save_dataset", "open_dataset"]
+from ._version import __version__
+
+__all__ = ["atomic_path", "atomic_dir", "make_attrs", "save_dataset", "open_dataset", "encode_attrs"]
 
 _JSON_KEYS = "_json_attrs"
 
@@ -73,10 +76,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 def make_attrs(config: Mapping[str, Any] | None = None, **params: Any) -> dict[str, Any]:
     """The standard attrs: lrpkit version, creation time, config and parameters."""
-    from . import __version__
-
     attrs: dict[str, Any] = {"lrpkit_version": __version__,
-                             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+                             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     if config is not None:
         attrs["config"] = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     attrs.update(params)
@@ -94,6 +95,17 @@ def _encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
             json_keys.append(k)
     if json_keys:
         out[_JSON_KEYS] = json.dumps(json_keys)
+    return out
+
+
+def encode_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """A shallow copy of ``ds`` whose attrs (the dataset's and every variable's) a netCDF or
+    zarr store can hold: numbers and strings as they are, anything else as JSON (listed under
+    a reserved key, so that :func:`open_dataset` decodes it again)."""
+    out = ds.copy(deep=False)
+    out.attrs = _encode_attrs(out.attrs)
+    for name in list(out.variables):
+        out[name].attrs = _encode_attrs(out[name].attrs)
     return out
 
 
@@ -136,10 +148,7 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"save_dataset needs an xarray.Dataset, got {type(ds).__name__}")
     path = Path(path)
-    ds = _plain_strings(ds.copy(deep=False))
-    ds.attrs = _encode_attrs(ds.attrs)
-    for name in list(ds.variables):
-        ds[name].attrs = _encode_attrs(ds[name].attrs)
+    ds = encode_attrs(_plain_strings(ds.copy(deep=False)))
     # bool arrays are only valid netCDF through h5netcdf's extension; ask for it only then
     has_bool = any(v.dtype == bool for v in ds.variables.values())
     with atomic_path(path) as tmp, warnings.catch_warnings():

@@ -17,12 +17,13 @@ LRP papers; ``vmax`` defaults to the largest absolute value, so 0 is always whit
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["channel_sum", "symmetric_limit", "heatmap_rgb", "overlay", "plot_heatmaps", "show_scenes",
+__all__ = ["skip_section", "channel_sum", "symmetric_limit", "heatmap_rgb", "overlay", "plot_heatmaps", "show_scenes",
            "show_image", "show_heatmap", "draw_box", "montage", "LRP_CMAP", "lrp_cmap",
            "NOTEBOOK_STYLE", "notebook_style"]
 
@@ -45,6 +46,23 @@ def notebook_style(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         raise ValueError(f"unknown rcParams {unknown}")
     plt.rcParams.update(style)
     return style
+
+
+def skip_section(title: str, needs: str) -> str:
+    """Say in one visible sentence that a report section is skipped and what it needs, e.g.
+    ``skip_section("Context ratio", "object boxes in the dataset")``; returns the sentence.
+
+    Notebooks call this where the configured model or dataset lacks a section's input (no
+    boxes, no counterfactual twins, no planted tags, no training split), instead of failing.
+    """
+    text = f"**{title}: skipped.** This needs {needs}, which the configured data and model do not have."
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+    except ImportError:  # pragma: no cover - outside Jupyter
+        print(text)
+    return text
 
 
 def lrp_cmap():
@@ -86,7 +104,7 @@ def _relevance_map(h: Any, caller: str) -> np.ndarray:
 def channel_sum(R: Any) -> Any:
     """Sum relevance over channels: ``(N, C, H, W) -> (N, H, W)``, ``(C, H, W) -> (H, W)``.
 
-    Keeps the type (tensor or array).  Paper 001 footnote 1: the channel sum is the pixel
+    Keeps the type (tensor or array).  Bach et al. 2016, footnote 1: the channel sum is the pixel
     relevance used for visualisation.
     """
     if R.ndim == 4:
@@ -316,5 +334,5 @@ def montage(images: Sequence[Any], ncols: int | None = None, pad: int = 2,
 
 try:  # register the colour map on import when matplotlib is there
     lrp_cmap()
-except Exception:  # pragma: no cover
+except Exception:  # noqa: BLE001  # pragma: no cover - a plotting back-end without colour maps
     pass

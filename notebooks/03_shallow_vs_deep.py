@@ -11,19 +11,22 @@
 # ---
 
 # %% [markdown]
-# # 03 · Shallow vs deep: what do the FV model and the CNN look at?
+# # 03 · Shallow vs deep: what do the FV model and the deep model(s) look at?
 #
-# Paper 000 Sec. 6.3-6.5 (Fig. 4-6) and paper 001 Fig. 1, on the bias-zoo scenes. Both models are
-# explained with LRP for the class in question: the **FV model** with the ε-rule (ε = 100, paper 000
-# App. C) on the whole image, the **CNN** with the composite of paper 001 (α = 2, β = 1 on convolutions,
-# ε on dense layers) on its 96 × 96 centre crop. Heatmaps are shown on each model's own input: red =
-# evidence for the class, blue = against.
+# Lapuschkin et al. 2016, Sec. 6.3-6.5 (Fig. 4-6) and Bach et al. 2016, Fig. 1, on the configured
+# data. The **FV model** is the one lrpkit fits on the data's training split (notebook 01; on
+# lrpkit's scenes the default FV model), explained with the ε-rule (ε = 100, Lapuschkin et al.
+# 2016, App. C) on the whole image; each **deep model** of the config (`model`, or every entry of
+# `models`) with the config's LRP composite (`lrp.composite`; default the composite of Bach et
+# al. 2016: α = 2, β = 1 on convolutions, ε on dense layers) on its own input (its resize and
+# centre crop). Heatmaps are shown on each model's own input: red = evidence for the class,
+# blue = against.
 #
-# The scenes carry planted biases, so we know what a shortcut would look like:
-# **context** (the background matches the first object's class 88 % of the time: aeroplane–sky,
-# boat–water, bus/car–road, horse/sheep–grass), an **artefact** (a "© lrp" copyright tag in the
-# bottom-left corner of 70 % of horse images, 3 % of the others), **colour** (buses are always yellow)
-# and **texture** (sheep wear wool).
+# On lrpkit's scenes the planted biases tell what a shortcut would look like: **context** (the
+# background matches the first object's class 88 % of the time: aeroplane–sky, boat–water,
+# bus/car–road, horse/sheep–grass), an **artefact** (a "© lrp" copyright tag in the bottom-left
+# corner of 70 % of horse images, 3 % of the others), **colour** (buses are always yellow) and
+# **texture** (sheep wear wool); the tag has a section of its own.
 
 # %% tags=["parameters"]
 config = "default"      # config name or YAML path (lrpkit.load_config)
@@ -37,195 +40,248 @@ import xarray as xr
 from IPython.display import Markdown, display
 
 import lrpkit
-from lrpkit import pipeline, viz
+from lrpkit import pipeline, sources, viz
 from lrpkit.data import VOCDataset, read_bias
-from lrpkit.evaluate import box_share, box_to_crop
+from lrpkit.data.summary import images_of_class
+from lrpkit.evaluate import box_share
 from lrpkit.evaluate.scoring import image_scores
-from lrpkit.evaluate.shallow_deep import class_average_heatmaps, cnn_map_model, fv_map_model, tag_relevance
+from lrpkit.evaluate.shallow_deep import class_average_heatmaps, map_key, source_map_model, tag_relevance
 from lrpkit.fisher import FisherLRP
-from lrpkit.heatmaps import cnn_heatmaps, fv_heatmap, grow_box, input_geometry
+from lrpkit.heatmaps import fv_heatmap, grow_box, heatmap_params, source_heatmaps
 from lrpkit.results import make_attrs, save_dataset
 from lrpkit.viz import draw_box, show_heatmap, show_image
 
 cfg = lrpkit.load_config(config)
 ev = cfg.evaluation
-scenes = pipeline.scenes_root(cfg)
-cnn, fv, classes = pipeline.load_models(cfg)
+src = sources.load_sources(cfg)
+ds = src.dataset
+classes = list(ds.classes)
+deep = [m for m in src.models if m.source != "fisher"]
 viz.notebook_style()
-display(Markdown(f"Config `{cfg.source}` · scenes `{scenes}` · models `{pipeline.models_root(cfg)}` · "
-                 f"classes: {', '.join(classes)}"))
+try:
+    fv = pipeline.load_dataset_fisher(cfg, sources=src)
+except pipeline.NoTrainingSplit as exc:
+    fv, no_fv = None, str(exc)
+display(Markdown(f"Config `{cfg.source}` · data **{ds.name}** ({ds.source}, split `{ds.split}`, "
+                 f"{len(ds)} images) · FV model: " + (f"`{fv.path}`" if fv is not None else "none")
+                 + " · deep model(s): " + ", ".join(f"**{m.name}** ({m.source})" for m in deep)
+                 + f" · classes: {', '.join(classes)}"))
+if fv is None:
+    viz.skip_section("The Fisher-vector model's heatmaps", f"a training split to fit it on ({no_fv})")
 
 n_avg, n_tag, tag_margin, cutoff = ev.average_heatmap_images, ev.tag_images, ev.tag_margin, ev.cnn_cutoff
-size, crop = input_geometry(cnn)
-test = VOCDataset(scenes, "test", classes=classes)
-bias = read_bias(scenes)
-objs = bias[bias.split == "test"]
 FV_KW = dict(rule="epsilon", epsilon=100.0, pca_epsilon=0.5)
-CNN_KW = dict(composite=cfg.lrp.composite or "alpha2_beta1")
-fv_lrp = FisherLRP(fv, **FV_KW)   # = lrpkit.explain(fv, x, c, method="fv_lrp", ...), one image at a time
-models = [fv_map_model(fv_lrp, "FV"), cnn_map_model(cnn, "CNN", **CNN_KW)]
+DEEP_KW = {}
+for m in deep:
+    DEEP_KW[m.name], note = heatmap_params(m.model, composite=cfg.lrp.composite or "alpha2_beta1")
+    if note:
+        display(Markdown(f"**{m.name}**: {note}."))
+fv_lrp = FisherLRP(fv.model, **FV_KW) if fv is not None else None  # = lrpkit.explain(..., method="fv_lrp")
+fv_col = {c: list(fv.classes).index(c) for c in classes} if fv is not None else {}
+models = ([source_map_model(fv, classes, "FV", fv_params=FV_KW)] if fv is not None else []) + \
+    [source_map_model(m, classes, **DEEP_KW[m.name]) for m in deep]
+cols = {m.name: [list(m.classes).index(c) for c in classes] for m in deep}
+
+
+def class_boxes(target, c):
+    """The boxes of class c in an image's target."""
+    return [b for b, n in zip(target["boxes"], target["names"]) if n == c]
+
 
 # %% [markdown]
-# ## Heatmaps for every class (cf. paper 000 Fig. 4-5, top)
+# ## Heatmaps for every class (cf. Lapuschkin et al. 2016, Fig. 4-5, top)
 #
-# One test image per class (a single-object image both models classify correctly where there is one).
-# Columns: the image, the FV heatmap, the CNN's input crop and the CNN heatmap, each for the row's class.
-# Green boxes: the object's annotation.
+# One image per class (a single-object image the first deep model scores positive where there is
+# one). Columns: the image, the FV heatmap, then per deep model its input and its heatmap, each for
+# the row's class. Green boxes: the class's annotation.
 
 # %%
-one = objs.groupby("image_id").filter(lambda g: len(g) == 1)
 examples = {}
-for r, c in enumerate(classes):
-    cand = [test.ids.index(i) for i in one[one["class"] == c].image_id if i in test.ids][:8]
-    if not cand:
-        cand = [int(np.argmax(test.labels[:, r]))]
-    f_c = image_scores(cnn, [test[i][0] for i in cand])[:, r]
-    examples[c] = cand[int(np.argmax(f_c > 0))]   # first candidate the CNN gets right, else the first
-items = [test[examples[c]] for c in classes]
-cm = cnn_heatmaps(cnn, [im for im, _ in items], list(range(len(classes))), **CNN_KW)
-fig, axes = plt.subplots(len(classes), 4, figsize=(9.5, 2.2 * len(classes)))
-for r, (c, (img, tgt)) in enumerate(zip(classes, items)):
-    Rf, ff = fv_heatmap(fv_lrp, img, r)
-    show_image(axes[r, 0], img, f"{c}: {tgt['id']}")
-    show_heatmap(axes[r, 1], Rf, f"FV, f(x) = {ff:+.2f}")
-    show_image(axes[r, 2], cm.inputs[r], "CNN input (centre crop)")
-    show_heatmap(axes[r, 3], cm.relevance[r], f"CNN, f(x) = {cm.scores[r]:+.2f}")
-    for b, n in zip(tgt["boxes"], tgt["names"]):
-        if n == c:
-            draw_box(axes[r, 0], b)
-            draw_box(axes[r, 1], b)
-            bc = box_to_crop(b, tgt["size"], size, crop)[0]
-            draw_box(axes[r, 2], bc)
-            draw_box(axes[r, 3], bc)
-fig.suptitle("LRP heatmaps per class: FV (ε = 100) vs CNN (α2β1); red supports the class", fontsize=10)
-plt.tight_layout()
-plt.show()
+for c in classes:
+    cand = images_of_class(ds, c, 8, single_first=True)
+    if cand:
+        f_c = image_scores(deep[0], ds.images(cand), classes=[c])[:, 0] if deep else np.ones(len(cand))
+        examples[c] = cand[int(np.argmax(f_c > 0))]   # first candidate scored positive, else the first
+shown = [c for c in classes if c in examples]
+n_cols = 1 + (fv is not None) + 2 * len(deep)
+if shown:
+    fig, axes = plt.subplots(len(shown), n_cols, figsize=(2.4 * n_cols, 2.2 * len(shown)), squeeze=False)
+    maps = {m.name: source_heatmaps(m, [ds.image(examples[c]) for c in shown],
+                                    [cols[m.name][classes.index(c)] for c in shown], **DEEP_KW[m.name])
+            for m in deep}
+    for r, c in enumerate(shown):
+        img, tgt = ds[examples[c]]
+        boxes = class_boxes(tgt, c)
+        show_image(axes[r, 0], img, f"{c}: {tgt['id']}")
+        k = 1
+        if fv is not None:
+            Rf, ff = fv_heatmap(fv_lrp, img, fv_col[c])
+            show_heatmap(axes[r, 1], Rf, f"FV, f(x) = {ff:+.2f}")
+            k = 2
+        for b in boxes:
+            for ax in axes[r, :k]:
+                draw_box(ax, b)
+        for m in deep:
+            cm = maps[m.name]
+            show_image(axes[r, k], cm.inputs[r], f"{m.name} input")
+            show_heatmap(axes[r, k + 1], cm.relevance[r], f"{m.name}, f(x) = {cm.scores[r]:+.2f}")
+            for bc in m.input_boxes(boxes, tgt["size"]) if boxes else []:
+                draw_box(axes[r, k], bc)
+                draw_box(axes[r, k + 1], bc)
+            k += 2
+    fig.suptitle("LRP heatmaps per class: the FV model (ε = 100) and the deep model(s); red supports the class",
+                 fontsize=10)
+    plt.tight_layout()
+    plt.show()
+else:
+    viz.skip_section("Heatmaps for every class", "images labelled with a class")
 
 # %% [markdown]
-# ## Average heatmaps per class over landscape images (paper 000 Fig. 5, bottom)
+# ## Average heatmaps per class (Lapuschkin et al. 2016, Fig. 5, bottom)
 #
-# Each heatmap is divided by its largest absolute value, then averaged over up to `n_avg` landscape
-# test images that contain the class (each model explained for that class). What the planted context
-# bias predicts for a model that uses it: heat at the **top** for aeroplane (sky), in the **bottom
-# half** for boat (water), bus/car (road) and horse/sheep (grass) — spread over the background rather
-# than concentrated where objects usually are; for horse also a hot **bottom-left corner** (the tag).
-# The CNN's input is the image scaled to its longest side `S`, edge-padded to `S × S` and centre-cropped
-# (paper 000 App. E), so for landscape images the top and bottom rows of its maps are padding.
-# FV maps of images of another size are resized to the first map's size before averaging.
+# Each heatmap is divided by its largest absolute value, then averaged over up to `n_avg` images
+# that show the class, landscape images first (each model explained for that class). On the scene
+# set, what the planted context bias predicts for a model that uses it: heat at the **top** for
+# aeroplane (sky), in the **bottom half** for boat (water), bus/car (road) and horse/sheep
+# (grass) — spread over the background rather than concentrated where objects usually are; for
+# horse also a hot **bottom-left corner** (the tag). The scene CNN's input is the image scaled to
+# its longest side `S`, edge-padded to `S × S` and centre-cropped (Lapuschkin et al. 2016, App. E),
+# so for landscape images the top and bottom rows of its maps are padding; a torchvision model
+# crops the centre after scaling the shorter side. Maps of images of another size are resized to
+# the first map's size before averaging.
 
 # %%
-land = objs[objs.orientation == "landscape"]
-pos = {i: k for k, i in enumerate(test.ids)}
-samples = {}
-for c in classes:
-    ids = [i for i in dict.fromkeys(land[land["class"] == c].image_id) if i in pos][:n_avg]
-    samples[c] = [(img, [b for b, n in zip(t["boxes"], t["names"]) if n == c])
-                  for img, t in (test[pos[i]] for i in ids)]
-avg = class_average_heatmaps(models, samples, classes, max_samples=n_avg, progress=True)
+chosen = {c: images_of_class(ds, c, n_avg, landscape_first=True) for c in classes}
+samples = {c: [(ds.image(i), class_boxes(ds.target(i), c)) for i in idx] for c, idx in chosen.items()}
+avg = class_average_heatmaps(models, samples, classes, max_samples=n_avg, progress=True,
+                             image_ids={c: [ds.ids[i] for i in idx] for c, idx in chosen.items()})
 
-fig, axes = plt.subplots(2, len(classes), figsize=(2.1 * len(classes), 4.0), squeeze=False)
+fig, axes = plt.subplots(len(models), len(classes), figsize=(2.1 * len(classes), 2.0 * len(models)),
+                         squeeze=False)
 for r, c in enumerate(classes):
-    show_heatmap(axes[0, r], avg.avg_heatmap_fv.sel({"class": c}), f"{c} (n={int(avg.n_average[r])})")
-    show_heatmap(axes[1, r], avg.avg_heatmap_cnn.sel({"class": c}))
-axes[0, 0].set_ylabel("FV", fontsize=10)
-axes[1, 0].set_ylabel("CNN", fontsize=10)
-fig.suptitle("Average heatmaps per class over landscape test images (each map scaled to max |R| = 1)",
-             fontsize=10)
+    for k, mm in enumerate(models):
+        show_heatmap(axes[k, r], avg[f"avg_heatmap_{map_key(mm.name)}"].sel({"class": c}),
+                     f"{c} (n={int(avg.n_average[r])})" if k == 0 else None)
+for k, mm in enumerate(models):
+    axes[k, 0].set_ylabel(mm.name, fontsize=10)
+fig.suptitle("Average heatmaps per class (each map scaled to max |R| = 1)", fontsize=10)
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ### Context use per class: outside-inside relevance ratio (paper 000 eq. 11, Fig. 6)
+# ### Context use per class: outside-inside relevance ratio (Lapuschkin et al. 2016, eq. 11, Fig. 6)
 #
 # µ = mean positive relevance per pixel *outside* the class's boxes / mean *inside*, per image, from
 # the same heatmaps (median over images). µ > 1: the evidence is denser in the context than on the
-# object. The planted context bias predicts high µ for the FV model on classes with distinctive
-# backgrounds; note µ depends on the box's share of the image and on the CNN crop's padding, so
-# compare the two models class by class rather than against 1.
+# object. On the scene set the planted context bias predicts high µ for the FV model on classes
+# with distinctive backgrounds; note µ depends on the box's share of the image and on a model's
+# crop (and the scene CNN's padding), so compare the models class by class rather than against 1.
 
 # %%
-med = avg.context_ratio_median
-fig, ax = plt.subplots(figsize=(7, 2.8))
-xs = np.arange(len(classes))
-ax.bar(xs - 0.2, med.sel(model="FV"), 0.4, label="FV", color="C0")
-ax.bar(xs + 0.2, med.sel(model="CNN"), 0.4, label="CNN", color="C1")
-ax.axhline(1, color="k", lw=0.5)
-ax.set_xticks(xs, classes)
-ax.set_ylabel("median µ (outside / inside)")
-ax.set_title("Outside-inside relevance ratio per class (eq. 11); higher = more context")
-ax.legend()
-plt.tight_layout()
-plt.show()
+if ds.has_boxes:
+    med = avg.context_ratio_median.where(np.isfinite(avg.context_ratio_median))  # no R+ inside: mu = inf
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    xs = np.arange(len(classes))
+    w = 0.8 / len(models)
+    for k, mm in enumerate(models):
+        ax.bar(xs + (k - (len(models) - 1) / 2) * w, med.sel(model=mm.name), w, label=mm.name, color=f"C{k}")
+    ax.axhline(1, color="k", lw=0.5)
+    ax.set_xticks(xs, classes)
+    ax.set_ylabel("median µ (outside / inside)")
+    ax.set_title("Outside-inside relevance ratio per class (eq. 11); higher = more context")
+    ax.legend()
+    plt.tight_layout()
+    plt.show()
+else:
+    viz.skip_section("Context use per class (outside-inside ratio µ)", "object boxes in the dataset "
+                     "(VOC annotations or a box CSV)")
 
 # %% [markdown]
-# ## The horse tag (paper 000 Fig. 5, right)
+# ## The horse tag of the scene set (Lapuschkin et al. 2016, Fig. 5, right)
 #
 # In the paper the FV model put almost all relevance for "horse" on a copyright tag in the corner;
-# removing the tag changed the FV heatmap completely but not the DNN's. Here the tag is planted, and
-# `test_untagged` holds each test image again without it. For tagged horse test images we measure the
-# **share of positive relevance inside the tag box** for both models on the tagged image and its
-# untagged twin, and the horse score. A uniform heatmap would put about the tag's share of the area
-# there. FV relevance is spread over each local feature's receptive field (16-32 pixels square), so
-# heat caused by the tag also lands around it: we report the share in the box grown by
-# `tag_margin` pixels too. (The CNN's centre crop cuts off the left ~11 image pixels, about 40 % of
-# the tag; its box is mapped into the crop and clipped.)
+# removing the tag changed the FV heatmap completely but not the DNN's. In lrpkit's scenes the tag
+# is planted, and `test_untagged` holds each test image again without it. For tagged horse test
+# images we measure the **share of positive relevance inside the tag box** for each model on the
+# tagged image and its untagged twin, and the horse score. A uniform heatmap would put about the
+# tag's share of the area there. FV relevance is spread over each local feature's receptive field
+# (16-32 pixels square), so heat caused by the tag also lands around it: we report the share in the
+# box grown by `tag_margin` pixels too. (The scene CNN's centre crop cuts off the left ~11 image
+# pixels, about 40 % of the tag; its box is mapped into the crop and clipped.)
 
 # %%
-untagged = VOCDataset(scenes, "test_untagged", classes=classes)
-upos = {i: k for k, i in enumerate(untagged.ids)}
-h = classes.index("horse")
-tagged = objs[(objs["class"] == "horse") & (objs.tag == 1)].drop_duplicates("image_id")
-tagged = tagged[tagged.image_id.isin(test.ids)].head(n_tag)
-cases = []
-for _, row in tagged.iterrows():
-    twin = "untagged_" + row.image_id.split("_", 1)[1]
-    if twin in upos:
-        tag = (int(row.tag_xmin), int(row.tag_ymin), int(row.tag_xmax), int(row.tag_ymax))
-        cases.append((row.image_id, test[pos[row.image_id]][0], untagged[upos[twin]][0], tag))
-tag_ds = tag_relevance(models, cases, target=h, margin=tag_margin, progress=True)
-sh = tag_ds.tag_share.mean("case")
-tab = pd.DataFrame({
-    "in tag box, test": sh.sel(version="test", region="tag box").to_series(),
-    "in tag box, untagged": sh.sel(version="test_untagged", region="tag box").to_series(),
-    f"box + {tag_margin} px, test": sh.sel(version="test").isel(region=1).to_series(),
-    f"box + {tag_margin} px, untagged": sh.sel(version="test_untagged").isel(region=1).to_series(),
-    "tag's share of area": tag_ds.tag_area_share.mean("case").to_series(),
-    "horse score, test": tag_ds.score.sel(version="test").mean("case").to_series(),
-    "horse score, untagged": tag_ds.score.sel(version="test_untagged").mean("case").to_series()})
-display(Markdown(f"{len(cases)} tagged horse test images (means; shares of positive relevance, 0-1):"))
-display(tab.style.format("{:.3f}"))
+cases, tag_ds = [], None
+tag_data = ds.source == "scenes" and ds.split == "test" and "horse" in classes
+if tag_data:
+    try:
+        untagged = VOCDataset(ds.root, "test_untagged", classes=classes)
+    except FileNotFoundError:
+        tag_data = False
+if tag_data:
+    h = classes.index("horse")
+    objs = read_bias(ds.root)
+    objs = objs[objs.split == "test"]
+    upos = {i: k for k, i in enumerate(untagged.ids)}
+    pos = {i: k for k, i in enumerate(ds.ids)}
+    tagged = objs[(objs["class"] == "horse") & (objs.tag == 1)].drop_duplicates("image_id")
+    tagged = tagged[tagged.image_id.isin(ds.ids)].head(n_tag)
+    for _, row in tagged.iterrows():
+        twin = "untagged_" + row.image_id.split("_", 1)[1]
+        if twin in upos:
+            tag = (int(row.tag_xmin), int(row.tag_ymin), int(row.tag_xmax), int(row.tag_ymax))
+            cases.append((row.image_id, ds.image(pos[row.image_id]), untagged[upos[twin]][0], tag))
+    tag_ds = tag_relevance(models, cases, target=h, margin=tag_margin, progress=True)
+    sh = tag_ds.tag_share.mean("case")
+    tab = pd.DataFrame({
+        "in tag box, test": sh.sel(version="test", region="tag box").to_series(),
+        "in tag box, untagged": sh.sel(version="test_untagged", region="tag box").to_series(),
+        f"box + {tag_margin} px, test": sh.sel(version="test").isel(region=1).to_series(),
+        f"box + {tag_margin} px, untagged": sh.sel(version="test_untagged").isel(region=1).to_series(),
+        "tag's share of area": tag_ds.tag_area_share.mean("case").to_series(),
+        "horse score, test": tag_ds.score.sel(version="test").mean("case").to_series(),
+        "horse score, untagged": tag_ds.score.sel(version="test_untagged").mean("case").to_series()})
+    display(Markdown(f"{len(cases)} tagged horse test images (means; shares of positive relevance, 0-1):"))
+    display(tab.style.format("{:.3f}"))
+else:
+    viz.skip_section("The horse tag", "lrpkit's scene set analysed on `test` (`dataset.source: scenes`), "
+                     "with its planted copyright tags (`bias.csv`) and their untagged twins (`test_untagged`)")
 
 # %%
 if cases:
     case_id, *pair, tag = cases[0]
-    tag_c = box_to_crop(tag, pair[0].size, size, crop)[0]
-    cm = cnn_heatmaps(cnn, pair, h, **CNN_KW)
-    fig, axes = plt.subplots(2, 4, figsize=(9.5, 4.6))
+    panels = ([("FV", None)] if fv is not None else []) + [(m.name, m) for m in deep]
+    fig, axes = plt.subplots(2, 2 * len(panels), figsize=(2.4 * 2 * len(panels), 4.6), squeeze=False)
     for k, (img, name) in enumerate(zip(pair, ["with tag (test)", "tag removed (test_untagged)"])):
-        Rf, ff = fv_heatmap(fv_lrp, img, h)
-        show_image(axes[k, 0], img, name)
-        show_heatmap(axes[k, 1], Rf, f"FV f(x)={ff:+.2f}: {100 * box_share(Rf, tag):.0f} % of R+ in tag")
-        draw_box(axes[k, 1], grow_box(tag, tag_margin), "orange")
-        show_image(axes[k, 2], cm.inputs[k], "CNN input")
-        show_heatmap(axes[k, 3], cm.relevance[k],
-                     f"CNN f(x)={cm.scores[k]:+.2f}: {100 * box_share(cm.relevance[k], tag_c):.0f} % in tag")
-        for ax in axes[k, :2]:
-            draw_box(ax, tag, "red")
-        for ax in axes[k, 2:]:
-            draw_box(ax, tag_c, "red")
-    fig.suptitle(f"Class horse on {case_id}: FV and CNN with and without the tag (red: tag box, "
+        for j, (label, m) in enumerate(panels):
+            a_img, a_map = axes[k, 2 * j], axes[k, 2 * j + 1]
+            if m is None:
+                Rf, ff = fv_heatmap(fv_lrp, img, fv_col["horse"])
+                show_image(a_img, img, name)
+                show_heatmap(a_map, Rf, f"FV f(x)={ff:+.2f}: {100 * box_share(Rf, tag):.0f} % of R+ in tag")
+                draw_box(a_map, grow_box(tag, tag_margin), "orange")
+                tb = tag
+            else:
+                cm = source_heatmaps(m, [img], cols[m.name][h], **DEEP_KW[m.name])
+                tb = m.input_boxes([tag], img.size)[0]
+                show_image(a_img, cm.inputs[0], f"{label} input")
+                show_heatmap(a_map, cm.relevance[0],
+                             f"{label} f(x)={cm.scores[0]:+.2f}: {100 * box_share(cm.relevance[0], tb):.0f} % in tag")
+            draw_box(a_img, tb, "red")
+            draw_box(a_map, tb, "red")
+    fig.suptitle(f"Class horse on {case_id}: each model with and without the tag (red: tag box, "
                  f"orange: + {tag_margin} px)", fontsize=10)
     plt.tight_layout()
     plt.show()
 
     fig, ax = plt.subplots(figsize=(5, 2.8))
-    for m, model in enumerate(["FV", "CNN"]):
-        vals = tag_ds.tag_share.sel(model=model, region="tag box")
-        xs = np.arange(2) + 0.38 * m - 0.19
-        ax.bar(xs, vals.mean("case") * 100, 0.38,
-               yerr=vals.std("case") * 100 / np.sqrt(max(1, len(cases))), label=model, color=f"C{m}")
-        ax.hlines([float(tag_ds.tag_area_share.sel(model=model).mean()) * 100] * 2, xs - 0.19, xs + 0.19,
-                  color="k", ls=":", lw=1.2, label="tag's share of the area" if m == 0 else None)
+    w = 0.76 / len(models)
+    for j, mm in enumerate(models):
+        vals = tag_ds.tag_share.sel(model=mm.name, region="tag box")
+        xs = np.arange(2) + w * (j - (len(models) - 1) / 2)
+        ax.bar(xs, vals.mean("case") * 100, w,
+               yerr=vals.std("case") * 100 / np.sqrt(max(1, len(cases))), label=mm.name, color=f"C{j}")
+        ax.hlines([float(tag_ds.tag_area_share.sel(model=mm.name).mean()) * 100] * 2, xs - w / 2, xs + w / 2,
+                  color="k", ls=":", lw=1.2, label="tag's share of the area" if j == 0 else None)
     ax.set_xticks([0, 1], ["with tag", "tag removed"])
     ax.set_ylabel("% of positive relevance in tag box")
     ax.set_title("Horse heatmaps: relevance on the tag (mean ± s.e.m.)")
@@ -234,45 +290,55 @@ if cases:
     plt.show()
 
 # %% [markdown]
-# ## Heatmap resolution (paper 001 Fig. 1)
+# ## Heatmap resolution (Bach et al. 2016, Fig. 1)
 #
 # Where relevance stops following the model's mappings sets a heatmap's grain. The FV model's
 # relevance is usually spread uniformly over each local feature's receptive field (**feature**
-# resolution, paper 000 eq. 21); following it further into the 16 spatial bins of each SIFT descriptor
-# gives the 16× finer **bin** resolution of paper 001. For that the relevance of each PCA coordinate
-# goes back to the 128 SIFT dimensions with a z-rule whose denominator is stabilised, as paper 001
-# requires: `l_r + eps_r sgn(l_r)` with `eps_r` = `pca_epsilon` (0.5) times the coordinate's standard
-# deviation, the absorbed share spread over the descriptor so the map still sums to the feature
-# relevances; without it coordinates near 0 turn the map into cancelling ± noise. Conversely the
-# CNN's pixel-exact heatmap coarsens when relevance is spread uniformly below a **cut-off** layer
-# (flat rule there and below).
+# resolution, Lapuschkin et al. 2016, eq. 21); following it further into the 16 spatial bins of each
+# SIFT descriptor gives the 16× finer **bin** resolution of Bach et al. 2016. For that the relevance
+# of each PCA coordinate goes back to the 128 SIFT dimensions with a z-rule whose denominator is
+# stabilised, as Bach et al. (2016) require: `l_r + eps_r sgn(l_r)` with `eps_r` = `pca_epsilon`
+# (0.5) times the coordinate's standard deviation, the absorbed share spread over the descriptor so
+# the map still sums to the feature relevances; without it coordinates near 0 turn the map into
+# cancelling ± noise. Conversely a deep model's pixel-exact heatmap coarsens when relevance is
+# spread uniformly below a **cut-off** layer (`evaluation.cnn_cutoff`; flat rule there and below).
 
 # %%
 if cases:
     r_img, r_cls, r_name = cases[0][1], h, f"horse, {cases[0][0]}"
-else:
-    r_cls = classes.index("sheep") if "sheep" in classes else 0
-    r_img, r_name = test[examples[classes[r_cls]]][0], classes[r_cls]
-full = cnn_heatmaps(cnn, [r_img], r_cls, **CNN_KW)
-coarse = cnn_heatmaps(cnn, [r_img], r_cls, **CNN_KW, cutoff=cutoff)
-panels = [("FV, feature resolution", fv_heatmap(fv_lrp, r_img, r_cls, "feature")[0]),
-          ("FV, bin resolution", fv_heatmap(fv_lrp, r_img, r_cls, "bin")[0]),
-          ("CNN, no cut-off", full.relevance[0]), (f"CNN, cut-off at {cutoff}", coarse.relevance[0])]
-fig, axes = plt.subplots(1, 6, figsize=(14, 2.6))
-show_image(axes[0], r_img, r_name)
-show_image(axes[3], full.inputs[0], "CNN input")
-for ax, (t, R) in zip([axes[1], axes[2], axes[4], axes[5]], panels):
-    show_heatmap(ax, R, t)
-fig.suptitle(f"Resolution of heatmaps for class {classes[r_cls]}: FV (left) and CNN (right); "
-             "colour range at the 99.5th percentile of |R|", fontsize=10)
-plt.tight_layout()
-plt.show()
+elif shown:
+    r_c = "sheep" if "sheep" in shown else shown[0]
+    r_cls, r_img, r_name = classes.index(r_c), ds.image(examples[r_c]), r_c
+panels, first = [], deep[0] if deep else None
+if shown and fv is not None:
+    panels += [("FV, feature resolution", fv_heatmap(fv_lrp, r_img, fv_col[classes[r_cls]], "feature")[0]),
+               ("FV, bin resolution", fv_heatmap(fv_lrp, r_img, fv_col[classes[r_cls]], "bin")[0])]
+cut_ok = (first is not None and DEEP_KW[first.name]["method"] == "lrp"
+          and cutoff in dict(first.model.named_modules()))
+if shown and first is not None:
+    full = source_heatmaps(first, [r_img], cols[first.name][r_cls], **DEEP_KW[first.name])
+    panels += [(f"{first.name} input", full.inputs[0]), (f"{first.name}, no cut-off", full.relevance[0])]
+    if cut_ok:
+        coarse = source_heatmaps(first, [r_img], cols[first.name][r_cls], **DEEP_KW[first.name], cutoff=cutoff)
+        panels.append((f"{first.name}, cut-off at {cutoff}", coarse.relevance[0]))
+if panels:
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.35 * (len(panels) + 1), 2.6))
+    show_image(axes[0], r_img, r_name)
+    for ax, (t, R) in zip(axes[1:], panels):
+        (show_image if t.endswith("input") else show_heatmap)(ax, R, t)
+    fig.suptitle(f"Resolution of heatmaps for class {classes[r_cls]}; colour range at the 99.5th "
+                 "percentile of |R|", fontsize=10)
+    plt.tight_layout()
+    plt.show()
+if first is not None and not cut_ok:
+    viz.skip_section("Deep heatmap with a cut-off layer", f"LRP on a model with the layer "
+                     f"`evaluation.cnn_cutoff` = `{cutoff}` (set it to one of {first.name}'s layers)")
 
 # %%
-out = xr.merge([avg, tag_ds.rename(score="horse_score")], combine_attrs="drop")
-out.attrs = make_attrs(cfg, notebook="03_shallow_vs_deep", fv_lrp=FV_KW, cnn_lrp=CNN_KW,
-                       cnn_cutoff=cutoff, average_heatmap_images=n_avg, tag_images=n_tag,
-                       tag_margin=tag_margin)
+out = avg if tag_ds is None else xr.merge([avg, tag_ds.rename(score="horse_score")], combine_attrs="drop")
+out.attrs = make_attrs(cfg, notebook="03_shallow_vs_deep", **sources.describe(src.models, ds),
+                       fv_model=str(fv.path) if fv is not None else "", fv_lrp=FV_KW, deep_heatmaps=DEEP_KW,
+                       cnn_cutoff=cutoff, average_heatmap_images=n_avg, tag_images=n_tag, tag_margin=tag_margin)
 if results_path:
     save_dataset(out, results_path)
 out

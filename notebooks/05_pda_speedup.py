@@ -18,24 +18,27 @@
 # image, how much the prediction changes when the window is *marginalised out*: the window is
 # replaced by samples from a Gaussian conditioned on the surrounding `l x l` outer patch, and the
 # change is measured as a *weight of evidence* `log2 odds(c|x) − log2 odds(c|x\window)`. It is slow:
-# `S` forward passes per window (Algorithm 1 of *Efficient prediction difference analysis*, an
-# approximation of Zintgraf et al. 2017, here "paper 003").
+# `S` forward passes per window (Algorithm 1 of Zhou & Kainz, *Efficient Image Evidence Analysis of
+# CNN Classification Results*, 2018, an approximation of Zintgraf et al. 2017).
 #
-# Paper 003 replaces the mean over samples by a **normalised geometric mean**, which can be pushed
-# through the network's layers down to the input (eq. 11-15): the image with the window at its
+# Zhou & Kainz (2018) replace the mean over samples by a **normalised geometric mean**, which can be
+# pushed through the network's layers down to the input (eq. 11-15): the image with the window at its
 # **conditional mean** (Algorithm 2, one pass per window, `S` times fewer), and, one step further, a
 # first-order Taylor expansion: `grad^T (x − x')` per window (Algorithm 3, one forward and one
 # backward pass). This notebook reproduces the speed-up (Fig. 12), the heatmaps side by side with
 # LRP (Fig. 13-15, 19), the approximation error (Fig. 11), the sampling noise (Fig. 16), the
-# invariance study (Fig. 18) and an AOPC comparison (Samek et al. 2017) on lrpkit's scene CNN.
+# invariance study (Fig. 18) and an AOPC comparison (Samek et al. 2017) on the configured model and
+# images: lrpkit's scene CNN on its scenes by default, or a user's network (`model:` in the config:
+# torchvision, TorchScript, a `module:function`) on a user's data (`dataset:`).
 #
-# **Which probability.** The scene CNN is a *multi-label* classifier trained with one hinge loss per
-# class (paper 000 App. E): classes are not exclusive, a scene can hold a horse *and* a person. We
-# therefore use `prob="sigmoid"` — `p(c|x) = sigmoid(score_c)`, one independent yes/no per class
-# (paper 003 eq. 32 treats the sigmoid as a two-class softmax, so the derivation holds) — rather
-# than a softmax over the classes, which would let evidence for one present class count as evidence
-# against another present one. (With a sigmoid, the log-odds are the raw score divided by ln 2, so
-# PDA's weight of evidence is the drop of the class score, up to the Laplace correction.)
+# **Which probability.** PDA's `prob` follows the model's output kind (`model.output`; the config's
+# `pda.prob` overrides it). A *multi-label* model, such as the scene CNN trained with one hinge loss
+# per class (Lapuschkin et al. 2016, App. E), gets `prob="sigmoid"` — `p(c|x) = sigmoid(score_c)`,
+# one independent yes/no per class (Zhou & Kainz 2018 treat the sigmoid as a two-class softmax in
+# eq. 32, so the derivation holds) — rather than a softmax over the classes, which would let
+# evidence for one present class count as evidence against another present one. (With a sigmoid,
+# the log-odds are the raw score divided by ln 2, so PDA's weight of evidence is the drop of the
+# class score, up to the Laplace correction.) A *single-label* model gets the softmax of the papers.
 
 # %% tags=["parameters"]
 config = "default"
@@ -53,80 +56,94 @@ import xarray as xr
 from IPython.display import Markdown, display
 
 import lrpkit
-from lrpkit import pipeline, viz
-from lrpkit.data import transforms as T
-from lrpkit.explain import model_scores
-from lrpkit.heatmaps import input_geometry
-from lrpkit.pda import PatchModel, invariance_correlation, window_positions, window_predictions
+from lrpkit import pipeline, sources, viz
+from lrpkit.evaluate import region_perturbation
+from lrpkit.evaluate.scoring import true_positive_pairs
+from lrpkit.explain import get_method
+from lrpkit.pda import invariance_correlation, window_positions, window_predictions
 from lrpkit.results import make_attrs, save_dataset
 from lrpkit.viz import show_heatmap, show_image
 
 cfg = lrpkit.load_config(config)
 pc = cfg.pda
 torch.manual_seed(cfg.seed)
-cnn = pipeline.load_cnn(cfg)
-size, crop = input_geometry(cnn)
-classes = list(cnn.classes or [str(i) for i in range(cnn.config["n_classes"])])
+src = sources.load_sources(cfg)
+torch_models = [mm for mm in src.models if mm.is_torch]
+if not torch_models:
+    raise ValueError(f"PDA needs a torch model; the config's models are "
+                     f"{', '.join(f'{mm.name} ({mm.source})' for mm in src.models)}")
+m, ds = torch_models[0], src.dataset
+model, crop = m.model, m.crop
+try:
+    train = pipeline.training_split(cfg)
+    train_note = f"{len(train)} images of `{train.name}/{train.split}`"
+except (ValueError, FileNotFoundError) as exc:
+    train = None
+    train_note = f"none ({exc})"
+pda_params = pipeline.pda_params(cfg, m, train)
+prob, laplace_n = pda_params["prob"], pda_params["laplace_n"]
+cols = sources.class_index(m, ds)             # the model's output of each dataset class
 lrp_params = lrpkit.lrp.params_from_config(cfg)
-laplace_n = int(cfg.data.n_train)   # Zintgraf et al.'s Laplace correction: N = training images
+with_lrp = get_method("lrp").accepts(model)   # LRP swaps layers: not in compiled TorchScript
 viz.notebook_style({"axes.titlesize": 9})
 t_start = time.perf_counter()
-display(Markdown(f"Config `{cfg.source}` · model `{pipeline.cnn_path(cfg)}` ({crop}x{crop} input) · "
-                 f"window {pc.window} / outer {pc.outer} · S = {pc.samples} · prob `{pc.prob}` · "
-                 f"Laplace N = {laplace_n} · torch threads {torch.get_num_threads()}"))
+display(Markdown(f"Config `{cfg.source}` · model **{m.name}** ({m.source}, {m.output}; "
+                 f"{crop}x{crop} input) · data **{ds.name}** / `{ds.split}` ({len(ds)} images) · "
+                 f"training split: {train_note} · window {pc.window} / outer {pc.outer} · "
+                 f"S = {pc.samples} · prob `{prob}` · Laplace N = {laplace_n} · "
+                 f"torch threads {torch.get_num_threads()}"))
 
 # %% [markdown]
 # ## The patch model
 #
 # A Gaussian over `outer x outer` patches, one per colour channel as in Zintgraf et al., estimated
-# from training crops in the model's input space. The regression of the inner window on the rest of
-# its outer patch and the Cholesky factor of the conditional covariance are computed once (they are
-# the same for every interior window); windows at the border condition on the patch shrunk to the
-# image. The fitted model is kept beside the classifier (`<models>/pda/`) with the model and input
-# geometry it belongs to, and reloaded when they match.
+# from `pda.patch_images` training images in the model's input space (its own preprocessing). The
+# regression of the inner window on the rest of its outer patch and the Cholesky factor of the
+# conditional covariance are computed once (they are the same for every interior window); windows
+# at the border condition on the patch shrunk to the image. The fitted model is kept under
+# `<paths.models>/pda/` with a fingerprint of what it was fitted from (the preprocessing, the
+# training images' bytes, the budget and seed; `lrpkit.pipeline.load_patch_model`, which the
+# explorer shares) and reloaded when that matches.
 
 # %%
-pm_path = PatchModel.default_path(pipeline.models_root(cfg), pc.window, pc.outer)
-pm_meta = {"model": str(pipeline.cnn_path(cfg)), "size": size, "crop": crop,
-           "patch_images": pc.patch_images, "max_patches": pc.patch_max_patches, "seed": cfg.seed}
-try:
-    pm = PatchModel.load(pm_path, model_meta=pm_meta)
-    how = "loaded"
-except (FileNotFoundError, ValueError):
-    train = pipeline.load_scenes(cfg, "train")
-    idx = np.random.default_rng(cfg.seed).permutation(len(train))[:pc.patch_images]
-    x_train = T.to_tensor_batch([train[int(i)][0] for i in idx], size, crop)
-    pm = PatchModel(pc.window, pc.outer).fit(x_train, max_patches=pc.patch_max_patches, seed=cfg.seed)
-    pm.save(pm_path, meta=pm_meta)
-    how = "fitted and saved"
-display(Markdown(f"Patch model {how}: `{pm_path}` — {pm.n_patches} patches of {pm.n_images} training "
-                 f"images."))
+if train is not None:
+    pm = pipeline.load_patch_model(cfg, m, train=train)
+    fitted_on = f"{pm.n_images} training images of `{train.name}/{train.split}`"
+else:
+    pm = pipeline.load_patch_model(cfg, m, train=ds)
+    fitted_on = f"{pm.n_images} images of the analysed split `{ds.split}` itself"
+    display(Markdown(f"**No training split** (`dataset.train_split` = {cfg.dataset.train_split!r}): "
+                     f"the patch model is fitted on the analysed images instead, so the "
+                     f"marginalised windows are drawn from the very images they explain."))
+pm_path = pipeline.patch_model_path(cfg, pm.meta)
+display(Markdown(f"Patch model `{pm_path.name}` (in `{pm_path.parent}`): {pm.n_patches} patches of "
+                 f"{fitted_on}."))
 
 # %% [markdown]
 # ## Heatmaps side by side (Fig. 13-15, 19) and runtimes (Fig. 12)
 #
-# Test images the CNN gets right, one class each, spread over the classes. Columns: the input, PDA
-# by sampling (Algorithm 1, `S` draws per window), by the conditional mean (Algorithm 2), by the
-# mean of `S` draws (Fig. 15: separates the sampling noise from the approximation error), the
-# gradient form (Algorithm 3) and LRP (the config's composite). Red: evidence for the class, blue:
-# against. The window grid has step `pda.heatmap_stride` (the papers use every position; each
-# pixel is still covered by at least one window).
+# Test images the model gets right (a present class it scores positive: sigmoid > 0.5 for a
+# multi-label model, the arg-max for a single-label one), spread over the classes; a model that
+# gets none right is explained at its best-scored present class. Columns: the input, PDA by
+# sampling (Algorithm 1, `S` draws per window), by the conditional mean (Algorithm 2), by the mean
+# of `S` draws (Fig. 15: separates the sampling noise from the approximation error), the gradient
+# form (Algorithm 3) and LRP (the config's composite). Red: evidence for the class, blue: against.
+# The window grid has step `pda.heatmap_stride` (the papers use every position; each pixel is
+# still covered by at least one window).
 
 # %%
-test = pipeline.load_scenes(cfg, "test")
-n_pool = min(len(test), max(4 * pc.heatmap_images, pc.approx_images, 24))
-pool_imgs = [test[i][0] for i in range(n_pool)]
-x_pool = T.to_tensor_batch(pool_imgs, size, crop)
-s_pool = model_scores(cnn, x_pool).numpy()
-from lrpkit.evaluate.scoring import true_positive_pairs  # noqa: E402
-
-pairs = true_positive_pairs(test.labels[:n_pool], s_pool, pc.heatmap_images, seed=cfg.seed)
+n_pool = min(len(ds), max(4 * pc.heatmap_images, pc.approx_images, 24))
+x_pool = m.inputs(ds.images(range(n_pool)))
+s_pool = m.scores(x_pool)
+y_pool = np.zeros_like(s_pool)                # the dataset's labels in the model's output order
+y_pool[:, cols] = ds.labels[:n_pool] * ~ds.ignore[:n_pool]
+pairs = true_positive_pairs(y_pool, m.margins(s_pool), pc.heatmap_images, seed=cfg.seed)
 hm_idx = [i for i, _ in pairs]
-hm_t = torch.tensor([c for _, c in pairs])
+hm_t = torch.tensor([c for _, c in pairs], dtype=torch.long)
 x_hm = x_pool[hm_idx]
 
 pda_kw = dict(method="pda", window=pc.window, outer=pc.outer, stride=pc.heatmap_stride,
-              patch_model=pm, prob=pc.prob, laplace_n=laplace_n, batch_size=pc.batch_size,
+              patch_model=pm, prob=prob, laplace_n=laplace_n, batch_size=pc.batch_size,
               seed=cfg.seed)
 runs = {"sampling": dict(variant="sampling", samples=pc.samples),
         "mean": dict(variant="mean"),
@@ -135,36 +152,42 @@ runs = {"sampling": dict(variant="sampling", samples=pc.samples),
 # warm-up outside the timings: the patch model's conditional parameters of every border
 # configuration (computed once per patch model) and LRP's first call
 pm.precompute(crop, crop)
-lrpkit.explain(cnn, x_hm[:1], hm_t[:1], **pda_kw, variant="gradient")
-lrpkit.explain(cnn, x_hm[:1], hm_t[:1], method="lrp", **lrp_params)
+lrpkit.explain(model, x_hm[:1], hm_t[:1], **pda_kw, variant="gradient")
+if with_lrp:
+    lrpkit.explain(model, x_hm[:1], hm_t[:1], method="lrp", **lrp_params)
 # timed with this process's CPU time (time.process_time): the cores are shared with other jobs,
 # so wall-clock time would measure them too
 heat, runtime = {}, {}
 for name, kw in runs.items():
     t0 = time.process_time()
-    heat[name] = lrpkit.explain(cnn, x_hm, hm_t, **pda_kw, **kw).sum(1)
+    heat[name] = lrpkit.explain(model, x_hm, hm_t, **pda_kw, **kw).sum(1)
     runtime[name] = (time.process_time() - t0) / len(hm_idx)
-t0 = time.process_time()
-heat["LRP"] = lrpkit.explain(cnn, x_hm, hm_t, method="lrp", **lrp_params).sum(1)
-runtime["LRP"] = (time.process_time() - t0) / len(hm_idx)
+if with_lrp:
+    t0 = time.process_time()
+    heat["LRP"] = lrpkit.explain(model, x_hm, hm_t, method="lrp", **lrp_params).sum(1)
+    runtime["LRP"] = (time.process_time() - t0) / len(hm_idx)
+else:
+    viz.skip_section("LRP next to PDA", "a Python `torch.nn.Module` (LRP swaps its layers; a "
+                                        "TorchScript model runs compiled code)")
 n_win = len(window_positions(crop, pc.window, pc.heatmap_stride)) ** 2
 
-cols = list(heat)
-fig, axes = plt.subplots(len(hm_idx), len(cols) + 1, figsize=(1.7 * (len(cols) + 1), 1.8 * len(hm_idx)),
-                         squeeze=False)
+panels = list(heat)
+fig, axes = plt.subplots(len(hm_idx), len(panels) + 1,
+                         figsize=(1.7 * (len(panels) + 1), 1.8 * len(hm_idx)), squeeze=False)
 for r, i in enumerate(hm_idx):
-    show_image(axes[r, 0], T.denormalize(x_hm[r]).permute(1, 2, 0).numpy(),
-               classes[int(hm_t[r])] + f" ({s_pool[i, int(hm_t[r])]:+.2f})")
-    for j, name in enumerate(cols):
+    show_image(axes[r, 0], m.rgb(x_hm[r]).permute(1, 2, 0).numpy(),
+               f"{ds.ids[i]}\n{m.classes[int(hm_t[r])]} ({s_pool[i, int(hm_t[r])]:+.2f})")
+    for j, name in enumerate(panels):
         show_heatmap(axes[r, j + 1], heat[name][r], name if r == 0 else None)
-fig.suptitle(f"PDA (window {pc.window}, outer {pc.outer}, stride {pc.heatmap_stride}) and LRP", y=1.0)
+fig.suptitle(f"{m.name}: PDA (window {pc.window}, outer {pc.outer}, stride {pc.heatmap_stride})"
+             + (" and LRP" if with_lrp else ""), y=1.0)
 plt.tight_layout()
 plt.show()
 
 # %%
 rt = pd.Series(runtime, name="CPU seconds per image")
 fig, ax = plt.subplots(figsize=(6, 2.6))
-ax.barh(rt.index[::-1], rt.values[::-1], color=["#888", "#c44", "#e88", "#48c", "#c44"][::-1][:len(rt)])
+ax.barh(rt.index[::-1], rt.values[::-1], color=["#888", "#c44", "#e88", "#48c", "#c44"][:len(rt)][::-1])
 ax.set_xscale("log")
 ax.set_xlabel("CPU seconds per image (log scale)")
 for y, v in enumerate(rt.values[::-1]):
@@ -176,7 +199,7 @@ display(Markdown(
     f"{n_win} windows per image; sampling needs {pc.samples} forward passes per window, the mean "
     f"variants one. Measured here: sampling / mean = **{runtime['sampling'] / runtime['mean']:.1f}x** "
     f"(bound: S = {pc.samples}), sampling / gradient = **{runtime['sampling'] / runtime['gradient']:.0f}x** "
-    f"(paper 003 Fig. 12 reports ~10x for Algorithm 2 on AlexNet, VGG16 and GoogLeNet). "
+    f"(Zhou & Kainz 2018, Fig. 12, report ~10x for Algorithm 2 on AlexNet, VGG16 and GoogLeNet). "
     f"`benchmarks/pda.py` measures the same ratios side by side against a bare forward pass."))
 
 # %% [markdown]
@@ -186,7 +209,7 @@ display(Markdown(
 # arithmetic mean of `p(c | x with the window sampled)` over `pda.approx_samples` conditional draws
 # (what Algorithm 1 estimates) against `p(c | x with the window at its conditional mean)` (the
 # normalised geometric mean of Algorithm 2). The class is each image's highest-scoring one.
-# **Scaled down for the CPU budget**: paper 003 uses 200 images and 500 samples (set
+# **Scaled down for the CPU budget**: Zhou & Kainz (2018) use 200 images and 500 samples (set
 # `pda.approx_images` / `pda.approx_samples` to reproduce it); with fewer samples part of the
 # measured difference is sampling noise of the arithmetic mean itself (its standard error is shown).
 
@@ -194,7 +217,7 @@ display(Markdown(
 row = col = (crop - pc.window) // 2
 x_ap = x_pool[:pc.approx_images]
 t_ap = torch.as_tensor(s_pool[:pc.approx_images].argmax(1))
-wp = window_predictions(cnn, x_ap, t_ap, pm, row, col, samples=pc.approx_samples, prob=pc.prob,
+wp = window_predictions(model, x_ap, t_ap, pm, row, col, samples=pc.approx_samples, prob=prob,
                         seed=cfg.seed, batch_size=pc.batch_size)
 am = wp.p_sample.mean("sample")
 err = np.abs(am - wp.p_mean)
@@ -251,10 +274,11 @@ plt.show()
 # %%
 n_inv = min(pc.invariance_images, len(hm_idx))
 x_inv, t_inv = x_hm[:n_inv], hm_t[:n_inv]
-inv_methods = {"PDA mean": partial(lrpkit.explain, cnn, target=t_inv, variant="mean",
-                                   **{**pda_kw, "seed": cfg.seed}),
-               "PDA gradient": partial(lrpkit.explain, cnn, target=t_inv, variant="gradient", **pda_kw),
-               "LRP": partial(lrpkit.explain, cnn, target=t_inv, method="lrp", **lrp_params)}
+inv_methods = {"PDA mean": partial(lrpkit.explain, model, target=t_inv, variant="mean", **pda_kw),
+               "PDA gradient": partial(lrpkit.explain, model, target=t_inv, variant="gradient",
+                                       **pda_kw)}
+if with_lrp:
+    inv_methods["LRP"] = partial(lrpkit.explain, model, target=t_inv, method="lrp", **lrp_params)
 inv = xr.concat([invariance_correlation(fn, x_inv, angle=pc.invariance_angle, crop=pc.invariance_crop)
                  for fn in inv_methods.values()], dim=pd.Index(list(inv_methods), name="inv_method"))
 inv = inv.rename(image="inv_image")
@@ -267,16 +291,15 @@ display(inv.mean("inv_image").to_pandas().style.format("{:.2f}")
 # Region perturbation (Samek et al. 2017, eq. 11-12; `lrpkit.evaluate.region_perturbation`): the
 # `m x m` regions of the heatmap images are replaced by uniform noise, most relevant first; AOPC is
 # the mean drop of the class score (higher = the heatmap found what the model uses). A random order
-# is the baseline. Budgets: `pda.aopc_steps` / `pda.aopc_repeats` (paper 002: 100 steps, 10 repeats).
+# is the baseline. Budgets: `pda.aopc_steps` / `pda.aopc_repeats` (Samek et al. 2017: 100 steps,
+# 10 repeats).
 
 # %%
-from lrpkit.evaluate import region_perturbation  # noqa: E402
-
 rp_kw = dict(region_size=pc.aopc_region_size, steps=pc.aopc_steps, repeats=pc.aopc_repeats,
-             seed=cfg.seed)
-aopc = {name: float(region_perturbation(cnn, x_hm, h, hm_t, **rp_kw).aopc.mean())
+             bounds=m.bounds, seed=cfg.seed)       # uniform noise over the model's pixel range
+aopc = {name: float(region_perturbation(model, x_hm, h, hm_t, **rp_kw).aopc.mean())
         for name, h in heat.items()}
-aopc["random"] = float(region_perturbation(cnn, x_hm, None, hm_t, order="random", **rp_kw).aopc.mean())
+aopc["random"] = float(region_perturbation(model, x_hm, None, hm_t, order="random", **rp_kw).aopc.mean())
 aopc = pd.Series(aopc, name="AOPC")
 display(aopc.to_frame().T.style.format("{:.3f}").set_caption(
     f"AOPC (MoRF, {pc.aopc_steps} steps of {pc.aopc_region_size}x{pc.aopc_region_size} regions, "
@@ -288,9 +311,10 @@ display(aopc.to_frame().T.style.format("{:.3f}").set_caption(
 # %%
 elapsed = time.perf_counter() - t_start
 methods = list(heat)
+hm_ids = [ds.ids[i] for i in hm_idx]
 out = xr.Dataset(
-    {"heatmap": (("method", "image", "y", "x"), np.stack([heat[m].numpy() for m in methods])),
-     "runtime": ("method", [runtime[m] for m in methods]),
+    {"heatmap": (("method", "image", "y", "x"), np.stack([heat[k].numpy() for k in methods])),
+     "runtime": ("method", [runtime[k] for k in methods]),
      "aopc": ("aopc_method", aopc.values),
      "p_x": ("approx_image", wp.p_x.values), "p_mean": ("approx_image", wp.p_mean.values),
      "p_sample": (("approx_image", "sample"), wp.p_sample.values),
@@ -298,14 +322,19 @@ out = xr.Dataset(
      "delta_p": (("approx_image", "sample"), delta.values),
      "invariance": inv},
     coords={"method": methods, "image": np.arange(len(hm_idx)), "aopc_method": list(aopc.index),
-            "target": ("image", hm_t.numpy()), "test_index": ("image", np.asarray(hm_idx)),
-            "approx_image": np.arange(len(x_ap)), "sample": np.arange(pc.approx_samples)})
-out.attrs.update(make_attrs(cfg, notebook="05_pda_speedup", window=pc.window, outer=pc.outer,
-                            samples=pc.samples, prob=pc.prob, stride=pc.heatmap_stride,
-                            laplace_n=laplace_n, windows_per_image=n_win, fixed_window=[row, col],
-                            runtime_seconds=elapsed,
-                            reference="Zintgraf et al. 2017 (ICLR); Efficient prediction difference "
-                                      "analysis (Alg. 1-3, Fig. 11, 12, 16, 18)"))
+            "image_id": ("image", hm_ids), "target": ("image", hm_t.numpy()),
+            "target_class": ("image", [m.classes[int(c)] for c in hm_t]),
+            "test_index": ("image", np.asarray(hm_idx)),
+            "approx_image": np.arange(len(x_ap)), "approx_image_id": ("approx_image", ds.ids[:len(x_ap)]),
+            "approx_class": ("approx_image", [m.classes[int(c)] for c in t_ap]),
+            "inv_image_id": ("inv_image", hm_ids[:n_inv]), "sample": np.arange(pc.approx_samples)})
+out.attrs.update(make_attrs(cfg, notebook="05_pda_speedup", **sources.describe(m, ds),
+                            window=pc.window, outer=pc.outer, samples=pc.samples, prob=prob,
+                            stride=pc.heatmap_stride, laplace_n=laplace_n, windows_per_image=n_win,
+                            fixed_window=[row, col], patch_model=str(pm_path),
+                            patch_model_images=fitted_on, runtime_seconds=elapsed,
+                            reference="Zintgraf et al. 2017 (ICLR); Zhou & Kainz 2018 "
+                                      "(Alg. 1-3, Fig. 11, 12, 16, 18)"))
 if results_path:
     save_dataset(out, results_path)
 display(Markdown(f"Notebook ran in {elapsed:.0f} s."))

@@ -50,6 +50,9 @@ def test_sections_are_dataclasses_with_attribute_and_mapping_access():
     assert isinstance(cfg, Config)
     for name, cls in SECTIONS.items():
         sec = cfg[name]
+        if issubclass(cls, list):  # models: a list of model sections
+            assert isinstance(sec, cls) and all(dataclasses.is_dataclass(m) for m in sec)
+            continue
         assert dataclasses.is_dataclass(sec) and isinstance(sec, cls)
         assert getattr(cfg, name) is sec
         for f in dataclasses.fields(sec):

@@ -135,7 +135,8 @@ def test_lighting_and_backgrounds_vary(rendered):
     assert r.std() > 2 * e.std()
     assert len({sc.info["background_variant"] for sc in rendered["easy"]}) == 1
     assert len({sc.info["background_variant"] for sc in rendered["realistic"]}) >= 10
-    horizons = [sc.info["horizon"] for sc in rendered["realistic"] if sc.layout.background in ("grass", "road", "water")]
+    horizons = [sc.info["horizon"] for sc in rendered["realistic"]
+                if sc.layout.background in ("grass", "road", "water")]
     assert np.ptp(horizons) > 0.25
 
 

@@ -1,4 +1,4 @@
-"""Outside-inside relevance ratio (paper 000 eq. 11) and box share on hand-made maps."""
+"""Outside-inside relevance ratio (Lapuschkin et al. 2016, eq. 11) and box share on hand-made maps."""
 from __future__ import annotations
 
 import numpy as np

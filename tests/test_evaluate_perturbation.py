@@ -1,4 +1,4 @@
-"""Region perturbation / AOPC (paper 002 eq. 9-12), deletion / insertion, ROAD, complexity."""
+"""Region perturbation / AOPC (Samek et al. 2017, eq. 9-12), deletion / insertion, ROAD, complexity."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""Local-feature resampling (paper 000 App. D, Algorithm 1) on hand-built and tiny fitted models."""
+"""Local-feature resampling (Lapuschkin et al. 2016, App. D, Algorithm 1) on hand-built and tiny
+fitted models."""
 from __future__ import annotations
 
 import numpy as np

@@ -26,7 +26,7 @@ def test_registry_lists_methods_with_params():
     assert ms["lrp"].params["epsilon"] == 0.01
     assert ms["lrp"].params["cutoff"] is None
     assert ms["sensitivity"].params == {"norm": "l2"}
-    assert "Samek" in ms["lrp"].paper          # paper 002 (Samek et al. 2017), cited by authors
+    assert "Samek" in ms["lrp"].paper          # Samek et al. 2017, cited by authors
 
 
 @pytest.mark.parametrize("method", ["lrp", "sensitivity", "deconvnet", "gradient_x_input",
@@ -164,7 +164,7 @@ def _linear_net():
 def test_explicit_target_that_is_not_the_argmax(as_list):
     net = _linear_net()
     x = torch.randn(3, 3, 2, 2)
-    W, b = net[1].weight.detach(), net[1].bias.detach()
+    W = net[1].weight.detach()
     f = net(x).detach()
     # per sample, the class with the lowest score (never the arg-max)
     t = f.argmin(1)
@@ -175,7 +175,7 @@ def test_explicit_target_that_is_not_the_argmax(as_list):
     refs = {
         "gradient_x_input": x * Wt,
         "guided_backprop": Wt,                               # no ReLU: the plain gradient
-        "sensitivity": (Wt.norm(dim=1, keepdim=True) / 3).expand_as(x),   # paper 002 eq. 3
+        "sensitivity": (Wt.norm(dim=1, keepdim=True) / 3).expand_as(x),   # Samek et al. 2017, eq. 3
         # epsilon rule on the one linear layer (bias absorbs its share):
         # R_i = x_i w_ti / (z_t + eps sgn z_t) * f_t with z_t = f_t
         "lrp": x * Wt / (ft + 0.01 * torch.where(ft >= 0, 1.0, -1.0))[:, None, None, None]

@@ -1,7 +1,6 @@
 """FGVis (Wagner et al., CVPR 2019): games, the defence of Sec. 3.2, model safety, errors."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

@@ -59,17 +59,29 @@ def test_gradcam_equals_cam_on_gap_linear_net():
         gradcam(net, x, t, layer="nope")
 
 
-def test_deletion_curve_agrees_with_evaluate_deletion_insertion():
-    di = pytest.importorskip("lrpkit.evaluate").deletion_insertion
+def test_faithfulness_curve_is_the_rise_deletion_curve():
+    # brute force (Petsiuk et al. 2018): pixels zeroed in order of decreasing channel-summed
+    # relevance, ceil(H W / n_steps) per step, the target's softmax after each step
     torch.manual_seed(2)
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 3))
     x = torch.randn(2, 3, 8, 8)
-    h = torch.randn(2, 3, 8, 8)
-    mine = E.deletion_curve(net, x, h, torch.tensor([0, 1]), n_steps=8)
-    ref = di(net, x, h, torch.tensor([0, 1]), step_pixels=8, substrate="zero")["deletion"].values
-    assert np.allclose(mine.numpy(), ref, atol=1e-5)
-    assert np.allclose(mine[:, -1].numpy(), net(torch.zeros_like(x)).softmax(1)[[0, 1], [0, 1]].detach().numpy(),
-                       atol=1e-6)
+    t = torch.tensor([1, 2])
+    with torch.no_grad():
+        assert (net(x).argmax(1) != t).any()                     # not just the predicted class
+    ds = E.faithfulness(net, x, t, methods=["sensitivity"], n_steps=8)
+    heat = lrpkit.explain(net, x, t, method="sensitivity")
+    order = torch.argsort(-heat.sum(1).reshape(2, -1), dim=1, stable=True)
+    ref = np.empty((2, 9))
+    with torch.no_grad():
+        for k in range(9):
+            xk = x.clone()
+            for i in range(2):
+                xk[i].view(3, -1)[:, order[i, :8 * k]] = 0.0
+            ref[:, k] = net(xk).softmax(1)[torch.arange(2), t].numpy()
+    assert np.allclose(ds["curve"].sel(method="sensitivity").values, ref, atol=1e-6)
+    assert np.allclose(ds["fraction"].values, np.arange(9) / 8)
+    assert np.allclose(ds["auc"].sel(method="sensitivity").values, np.trapezoid(ref, np.arange(9) / 8, axis=1))
+    assert not np.allclose(ref[:, 0], ref[:, -1])
 
 
 # ------------------------------------------------------------------ Table 1
@@ -127,9 +139,11 @@ def test_defence_validation_needs_confident_images():
 def test_channel_swap_in_pixel_space():
     rgb = torch.rand(2, 3, 5, 5)
     x = normalize(rgb)
-    y = E.channel_swap(x, "RBG")
+    y = E.channel_swap(x, "G<->B (transposition)")
     assert torch.allclose(denormalize(y, clamp=False), rgb[:, [0, 2, 1]], atol=1e-6)
-    assert torch.allclose(E.channel_swap(E.channel_swap(x, "GRB"), "GRB"), x, atol=1e-5)
+    # the paper's swaps are cyclic shifts: RBG then GRB is the identity, GRB twice is not
+    assert torch.allclose(E.channel_swap(E.channel_swap(x, "RBG"), "GRB"), x, atol=1e-5)
+    assert not torch.allclose(E.channel_swap(E.channel_swap(x, "GRB"), "GRB"), x, atol=1e-3)
     with pytest.raises(ValueError, match="order"):
         E.channel_swap(x, "RRB")
 
@@ -150,13 +164,14 @@ def test_colour_bias_per_class_shares():
     px[2:] = torch.tensor([0.9, 0.1, 0.1]).view(3, 1, 1)   # red
     x = normalize(px)
     labels = np.array([0, 0, 1, 1])
-    ds = E.colour_bias(ColourNet(), x, labels, classes=["yellow", "red", "other"],
+    gb, rg = "G<->B (transposition)", "R<->G (transposition)"
+    ds = E.colour_bias(ColourNet(), x, labels, classes=["yellow", "red", "other"], swaps=(gb, rg),
                        mask_classes=["yellow"], mask_images=1, fgvis_params={"steps": 5})
     kept = ds["kept"].to_pandas()
-    # yellow -> RBG (0.9, 0.1, 0.8): r+g-2b < 0.5 -> lost; GRB (0.8, 0.9, 0.1): still yellow
-    assert kept.loc["yellow", "RBG"] == 0.0 and kept.loc["yellow", "GRB"] == 1.0
-    # red -> RBG (0.9, 0.1, 0.1): red; GRB (0.1, 0.9, 0.1): r - g < 0 -> lost
-    assert kept.loc["red", "RBG"] == 1.0 and kept.loc["red", "GRB"] == 0.0
+    # yellow -> G<->B (0.9, 0.1, 0.8): r+g-2b < 0.5 -> lost; R<->G (0.8, 0.9, 0.1): still yellow
+    assert kept.loc["yellow", gb] == 0.0 and kept.loc["yellow", rg] == 1.0
+    # red -> G<->B (0.9, 0.1, 0.1): red; R<->G (0.1, 0.9, 0.1): r - g < 0 -> lost
+    assert kept.loc["red", gb] == 1.0 and kept.loc["red", rg] == 0.0
     assert np.isnan(kept.loc["other"]).all()
     assert ds["n_correct"].values.tolist() == [2, 2, 0]
     assert ds["mask_mean"].dims == ("masked_image", "channel")

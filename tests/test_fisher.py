@@ -13,7 +13,7 @@ from sklearn.svm import LinearSVC
 from lrpkit.fisher import (FisherVectorClassifier, FisherVectorEncoder, dense_sift, evaluate,
                            fv_contributions, improve, load_fisher, raw_fisher_vector, save_fisher)
 
-from images import H, W, stripes
+from images import stripes
 
 
 def small_encoder(**kw):

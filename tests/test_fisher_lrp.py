@@ -1,4 +1,5 @@
-"""FV-LRP (paper 000 eq. 17-23, paper 001 Sec. 3): conservation, reference, planted relevance."""
+"""FV-LRP (Lapuschkin et al. 2016, eq. 17-23; Bach et al. 2016, Sec. 3): conservation, reference,
+planted relevance."""
 from __future__ import annotations
 
 import numpy as np
@@ -298,7 +299,7 @@ def test_planted_bin_through_the_whole_bin_resolution_path():
 
 
 def test_bin_maps_are_not_cancelling_noise(clf):
-    """paper 001 Sec. 3 needs a stabilised PCA step: with it the bin map's absolute mass stays
+    """Bach et al. 2016, Sec. 3 needs a stabilised PCA step: with it the bin map's absolute mass stays
     within a small factor of the feature map's; the plain z-rule amplifies noise."""
     img = stripes(1, [1], seed=21)[0]
     lrp = FisherLRP(clf, rule="plain")

@@ -1,4 +1,4 @@
-"""Mapping-influence cut-off (paper 001 Sec. 3)."""
+"""Mapping-influence cut-off (Bach et al. 2016, Sec. 3)."""
 from __future__ import annotations
 
 import pytest
@@ -83,12 +83,12 @@ def recursive_flat(shape_in, convs, unit):
     the engine): each unit gives equal shares to every in-image input of its window."""
     # convs: list of (c_in, kernel, padding, stride) from the input upwards
     sizes = [shape_in]
-    for c_in, k, p, st in convs:
+    for _c_in, k, p, st in convs:
         h, w = sizes[-1][1:]
         sizes.append((None, (h + 2 * p - k) // st + 1, (w + 2 * p - k) // st + 1))
-    (c, y, x), = [unit]
+    (_c, y, x), = [unit]
     R = {(y, x): 1.0}  # spatial relevance at the cut-off layer (channels do not matter)
-    for (c_in, k, p, st), (_, h, w) in zip(reversed(convs), reversed(sizes[:-1])):
+    for (_c_in, k, p, st), (_, h, w) in zip(reversed(convs), reversed(sizes[:-1])):
         nxt = {}
         for (yy, xx), r in R.items():
             field = [(yy * st - p + i, xx * st - p + j) for i in range(k) for j in range(k)]
@@ -103,7 +103,7 @@ def recursive_flat(shape_in, convs, unit):
 
 
 def test_cutoff_on_overlapping_convolutions_matches_recursive_flat_by_hand():
-    """Paper 001 Sec. 3: relevance at the cut-off is spread by flat weights over each unit's
+    """Bach et al. 2016, Sec. 3: relevance at the cut-off is spread by flat weights over each unit's
     (overlapping, padded) receptive field, recursively: a pyramid, checked per unit."""
     g = torch.Generator().manual_seed(4)
     net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.ReLU(),

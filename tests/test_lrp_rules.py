@@ -309,29 +309,43 @@ class DoubleOp(DenseOp):
         return self, torch.ones_like(w)
 
 
+class Sine(nn.Module):
+    def forward(self, x):
+        return torch.sin(x)
+
+
 def test_register_layer_and_unknown_layer_message():
+    x = torch.randn(1, 3, 6, 6)
+    bad = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), Sine(), nn.Flatten(), nn.Linear(64, 2))
+    with pytest.raises(UnsupportedLayerError) as e:
+        lrp(bad, x, 0, "zplus")
+    msg = str(e.value)
+    assert "'2'" in msg and "Sine" in msg and "'sin'" in msg and "register_layer" in msg
+    assert not isinstance(e.value, TypeError)     # torch would swallow a TypeError in x + y
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), Double(), nn.LeakyReLU(), nn.Flatten(),
                         nn.Linear(4 * 4 * 4, 2))
-    x = torch.randn(1, 3, 6, 6)
     with pytest.raises(UnsupportedLayerError) as e:
         lrp(net, x, 0, "zplus")
-    msg = str(e.value)
-    assert "'2'" in msg and "Double" in msg and "register_layer" in msg
+    assert "'3'" in str(e.value) and "LeakyReLU" in str(e.value)
     added = []
     try:
-        register_layer(Double, DoubleOp)
-        register_layer(nn.LeakyReLU, ActivationOp)
-        added = [Double, nn.LeakyReLU]
-        with pytest.raises(ValueError, match="already registered"):
-            register_layer(Double, ActivationOp)
         with torch.no_grad():
             for p in net.parameters():
                 p.abs_()                              # positive weights: LeakyReLU acts as id
             net[0].bias.zero_()
             net[5].bias.zero_()
         xp = x.abs()
+        # an unregistered Double (2 * x) is routed: a product with a constant passes relevance
+        routed = lrp(net, xp, 0, "zplus", rules={"3": Pass()})
+        torch.testing.assert_close(routed.sum(), net(xp)[0, 0].detach(), rtol=1e-5, atol=1e-6)
+        register_layer(Double, DoubleOp)
+        register_layer(nn.LeakyReLU, ActivationOp)
+        added = [Double, nn.LeakyReLU]
+        with pytest.raises(ValueError, match="already registered"):
+            register_layer(Double, ActivationOp)
         R = lrp(net, xp, 0, "zplus")                  # z+ on conv/linear (and Double)
         torch.testing.assert_close(R.sum(), net(xp)[0, 0].detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(R, routed)
     finally:
         for t in added:
             LAYERS.pop(t)
@@ -389,10 +403,10 @@ def test_canonizers_as_a_list_and_a_custom_canonizer():
     for canon in (True, [ResidualSums()], [ResidualSums(), BatchNormFold()]):
         torch.testing.assert_close(lrp(net, x, 0, "lrp0", canonize=canon).reshape(()),
                                    torch.tensor(0.5))
-    # without the residual-sum canonizer the in-place `out += identity` is reported
-    # (torch turns the guard's UnsupportedLayerError, a TypeError, into "unsupported operand")
-    with pytest.raises(TypeError):
-        lrp(net, x, 0, "lrp0", canonize=[BatchNormFold()])
+    # without the residual-sum canonizer the in-place `out += identity` is routed as the same
+    # sum (the engine's op "0.add")
+    torch.testing.assert_close(lrp(net, x, 0, "lrp0", canonize=[BatchNormFold()]).reshape(()),
+                               torch.tensor(0.5))
     log = []
 
     class Logging(Canonizer):
@@ -430,8 +444,11 @@ def test_a_new_rule_on_a_residual_sum_is_used():
                                lrp(net, x, 0, "lrp0", rules={"0.add": Flat()}))
     with pytest.raises(ValueError, match="cannot be used"):
         lrp(net, x, 0, "lrp0", rules={"0.add": AlphaBeta()})
+    # without canonizers the block's `out += identity` is the routed op of the same name
+    torch.testing.assert_close(lrp(net, x, 0, "lrp0", rules={"0.add": Halves()}, canonize=False),
+                               lrp(net, x, 0, "lrp0", rules={"0.add": Flat()}))
     with pytest.raises(ValueError, match="no layer named"):
-        lrp(net, x, 0, "lrp0", rules={"0.add": Halves()}, canonize=False)
+        lrp(net, x, 0, "lrp0", rules={"0.sum": Halves()})
 
 
 def test_pass_rule_is_required_on_relu():

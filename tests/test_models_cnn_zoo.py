@@ -56,7 +56,7 @@ def test_load_torchvision_from_fixture(tmp_path, arch, head):
     src = getattr(tvm, arch)(weights=None)
     path = tmp_path / f"{arch}.pth"
     torch.save(src.state_dict(), path)
-    m = load_torchvision(arch, path, num_classes=20)
+    m = load_torchvision(arch, path, num_classes=20, replace_head=True)
     assert not m.training
     new_head = m.get_submodule(head)
     assert new_head.out_features == 20
@@ -66,12 +66,12 @@ def test_load_torchvision_from_fixture(tmp_path, arch, head):
         if not k.startswith(head + "."):
             assert torch.equal(v, ref[k]), k
     # the fresh head is seeded
-    m2 = load_torchvision(arch, path, num_classes=20)
+    m2 = load_torchvision(arch, path, num_classes=20, replace_head=True)
     assert torch.equal(new_head.weight, m2.get_submodule(head).weight)
     if arch == "alexnet":
         return  # large file: the remaining checks run on resnet18 only
-    # keep the original head
-    m3 = load_torchvision(arch, path, replace_head=False)
+    # the file's head is kept by default
+    m3 = load_torchvision(arch, path)
     assert m3.get_submodule(head).out_features == 1000
     assert torch.equal(m3.get_submodule(head).weight, ref[head + ".weight"])
 
@@ -92,9 +92,16 @@ def test_load_torchvision_errors(tmp_path):
     p2 = tmp_path / "r18_10.pth"
     tuned = tvm.resnet18(weights=None, num_classes=10).state_dict()
     torch.save(tuned, p2)
-    kept = load_torchvision("resnet18", p2, replace_head=False)
+    kept = load_torchvision("resnet18", p2)
     assert kept.fc.out_features == 10 and torch.equal(kept.fc.weight, tuned["fc.weight"])
-    assert load_torchvision("resnet18", p2, num_classes=20).fc.out_features == 20
+    assert torch.equal(load_torchvision("resnet18", p2, num_classes=10).fc.weight, tuned["fc.weight"])
+    # a head of another size than num_classes is an error naming both (no silent random head)
+    with pytest.raises(ValueError, match="10 classes but num_classes is 20") as e:
+        load_torchvision("resnet18", p2, num_classes=20)
+    assert "r18_10.pth" in str(e.value) and "replace_head=True" in str(e.value)
+    assert load_torchvision("resnet18", p2, num_classes=20, replace_head=True).fc.out_features == 20
+    with pytest.raises(ValueError, match="num_classes is required"):
+        load_torchvision("resnet18", p2, replace_head=True)
     # a body layer of the wrong shape is named
     bad = dict(tuned, **{"conv1.weight": torch.zeros(64, 3, 5, 5)})
     torch.save(bad, p2)
@@ -108,4 +115,33 @@ def test_load_torchvision_errors(tmp_path):
     # DataParallel prefixes and {"state_dict": ...} wrappers are accepted
     p3 = tmp_path / "wrapped.pth"
     torch.save({"state_dict": {"module." + k: v for k, v in tvm.resnet18(weights=None).state_dict().items()}}, p3)
-    assert load_torchvision("resnet18", p3, num_classes=5).fc.out_features == 5
+    assert load_torchvision("resnet18", p3, num_classes=5, replace_head=True).fc.out_features == 5
+
+
+class _Foreign(torch.nn.Module):
+    """A user class: unpickling a whole model of it would import and run user code."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(2, 2)
+
+
+def test_load_torchvision_reads_a_whole_saved_model_but_no_foreign_classes(tmp_path):
+    import torchvision.models as tvm
+
+    torch.manual_seed(3)
+    src = tvm.resnet18(weights=None, num_classes=4).eval()
+    whole = tmp_path / "whole.pt"
+    torch.save(src, whole)
+    m = load_torchvision("resnet18", whole)
+    assert m.fc.out_features == 4
+    ref = src.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in m.state_dict().items())
+    foreign = tmp_path / "foreign.pt"
+    torch.save(_Foreign(), foreign)
+    with pytest.raises(ValueError, match="foreign.pt.*_Foreign"):
+        load_torchvision("resnet18", foreign)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(whole.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="corrupt.pt"):
+        load_torchvision("resnet18", corrupt)

@@ -1,4 +1,4 @@
-"""A short CNN training run on generated bias-zoo scenes learns (paper 000 App. E set-up)."""
+"""A short CNN training run on generated bias-zoo scenes learns (Lapuschkin et al. 2016, App. E set-up)."""
 import numpy as np
 import pytest
 

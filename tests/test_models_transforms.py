@@ -1,4 +1,4 @@
-"""Paper 000 App. E preprocessing: edge padding, 10 training views, centre crop."""
+"""Lapuschkin et al. 2016, App. E preprocessing: edge padding, 10 training views, centre crop."""
 import numpy as np
 import pytest
 import torch

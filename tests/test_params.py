@@ -9,9 +9,7 @@ import torch
 from torch import nn
 
 import lrpkit
-import importlib
-
-explain_mod = importlib.import_module("lrpkit.explain")
+from lrpkit import registry as registry_mod
 from lrpkit.params import (Boolean, InstanceOf, Interval, InvalidParameterError, IsCallable,
                            Options, Param, declare, forwards, parameters, validate)
 
@@ -143,7 +141,7 @@ def test_each_declared_parameter_reaches_the_function(name, monkeypatch):
         seen.update(kw)
         return torch.zeros_like(x)
 
-    monkeypatch.setitem(explain_mod._REGISTRY, name, type(m)(**{**m.__dict__, "func": spy}))
+    monkeypatch.setitem(registry_mod._REGISTRY, name, type(m)(**{**m.__dict__, "func": spy}))
     override = {}
     for p in m.parameters.values():          # a non-default accepted value where one is easy
         if p.choices and len(p.choices) > 1:
@@ -226,7 +224,7 @@ def test_config_method_sections_read_the_declaration(section):
     sec = cfg[section]
     params = lrpkit.methods()[section].parameters
     for k, v in sec.method_params().items():
-        assert v == sec._defaults.get(k, params[k].default)
+        assert v == params[k].default
     p = next(p for p in params.values() if p.bad_values() and p.name in sec.method_params())
     with pytest.raises(ValueError, match=f"{section}.{p.name}"):
         lrpkit.load_config({}, **{f"{section}.{p.name}": p.bad_values()[0]})
@@ -234,9 +232,10 @@ def test_config_method_sections_read_the_declaration(section):
         lrpkit.load_config({}, **{f"{section}.no_such_param": 1})
 
 
-def test_config_pda_keeps_its_application_default_and_overrides():
+def test_config_pda_overrides_and_defaults():
     cfg = lrpkit.load_config({}, **{"pda.window": 12})
-    assert cfg.pda.prob == "sigmoid" and cfg.pda["window"] == 12 and cfg.pda.outer == 18
+    assert cfg.pda.overrides() == {"window": 12}
+    assert cfg.pda.prob == "softmax" and cfg.pda["window"] == 12 and cfg.pda.outer == 18
     assert cfg.pda.method_params()["window"] == 12
     assert cfg.to_dict()["pda"]["window"] == 12
     cfg.pda.window = 8

@@ -34,8 +34,8 @@ def test_tune_malloc_applies_here_and_to_child_processes(monkeypatch):
 
 
 def test_kernels_get_the_settings():
-    from lrpkit.grid import _child_env
+    from lrpkit.batch.execute import child_env
 
-    env = _child_env()
+    env = child_env()
     for k in MALLOC_ENV:
         assert k in env

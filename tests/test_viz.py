@@ -5,11 +5,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import torch
 
-from lrpkit import viz  # noqa: E402
+from lrpkit import viz
 
 
 def test_channel_sum_shapes_and_types():

@@ -31,6 +31,9 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
+from .realism import get_preset
+from .scenes import BIAS_RATES, read_bias
+
 __all__ = ["bias_summary", "planted_rates", "realism_summary", "REALISM_STATISTICS"]
 
 STATISTICS = ("context_match", "tag_given_horse", "tag_given_no_horse", "two_objects",
@@ -41,9 +44,7 @@ NON_RATES = ("car_hue_uniformity", "texture_sheep_auc")
 
 def planted_rates(split: str, preset: str = "easy") -> dict[str, float]:
     """The rates the generator plants in ``split`` under ``preset`` (see the table above)."""
-    from .realism import get_preset
-    from .scenes import BIAS_RATES as R
-
+    R = BIAS_RATES
     P = get_preset(preset)
     p_two = R["p_two_objects"] if P.name == "easy" else P.p_objects[1] / sum(P.p_objects)
     p_ctx = R["p_context"] + (1 - R["p_context"]) / 5
@@ -85,8 +86,6 @@ def bias_summary(source: Any, splits: Sequence[str] | None = None,
     the rate is over).
     """
     import pandas as pd
-
-    from .scenes import read_bias
 
     df = source if isinstance(source, pd.DataFrame) else read_bias(os.fspath(source))
     preset = str(df["preset"].iloc[0]) if "preset" in df and len(df) else "easy"
@@ -156,8 +155,6 @@ def realism_summary(source: Any, splits: Sequence[str] | None = None) -> xr.Data
     images).  Returns a Dataset (dims ``split``, ``statistic``) with ``value`` and ``n``.
     """
     import pandas as pd
-
-    from .scenes import read_bias
 
     df = source if isinstance(source, pd.DataFrame) else read_bias(os.fspath(source))
     if "preset" not in df:

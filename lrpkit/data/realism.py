@@ -35,7 +35,7 @@ a generated scene set carries.  The planted biases (context, tag, colour, textur
     fixed grey (0.7-1.15), a mild white-balance cast (about 5 % per channel), vignetting, haze,
     Gaussian defocus (sigma 0.25-0.45 px on 30 % of images; sigma 0.3-0.6 on 40 % took the sheep
     texture's ROC AUC from 0.92 to 0.78 on blurred images) and sensor noise (0.5-3.5 grey levels).
-    *Backgrounds*: four variants per background type (sky: clear, clouds, sunset, overcast, half
+    *Backgrounds* (:mod:`lrpkit.data.backgrounds`): four variants per background type (sky: clear, clouds, sunset, overcast, half
     of them over a strip of land; water, road and grass under a horizon at a varied height, with
     sky, far shore, hills, tree lines or buildings above; indoor: wood, tiles or carpet, with
     windows, doors or pictures).
@@ -49,15 +49,16 @@ is drawn last, so the untagged twin equals its source outside the tag box.
 """
 from __future__ import annotations
 
-import colorsys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
+from .raster import box_overlap, choice, class_palette, colour_of, draw_tilt, extent, hsv, jitter, rasterise
 from .shapes import ACCENT, BODY, DARK, DISTRACTORS, GLASS, LIGHT, OCCLUDERS, SHAPES
 
-__all__ = ["Preset", "PRESETS", "preset_names", "get_preset"]
+__all__ = ["Preset", "PRESETS", "preset_names", "get_preset", "Piece", "render_objects", "render_distractors",
+           "render_occluders", "sample_lighting", "blur", "apply_lighting", "noise_field"]
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,6 @@ class Preset:
     truncated_share: float = 0.02                        # mass outside the image above: truncated
 
     def as_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
@@ -107,197 +106,7 @@ def get_preset(preset: "str | Preset") -> Preset:
     return PRESETS[preset]
 
 
-def _choice(rng: np.random.Generator, probs: Sequence[float]) -> int:
-    return int(np.searchsorted(np.cumsum(probs), rng.random() * sum(probs), side="right"))
-
-
-# ----------------------------------------------------------------------------- backgrounds
-
-def _sky(rng: np.random.Generator, w: int, h: int, variant: int) -> np.ndarray:
-    from .scenes import _bg_sky, _jitter, _smooth_noise, _vgrad
-
-    if variant == 1:
-        return _bg_sky(rng, w, h)
-    if variant == 0:    # clear
-        img = _vgrad(_jitter(rng, (70, 130, 215), 0.15), _jitter(rng, (190, 215, 240), 0.06), h, w)
-    elif variant == 2:  # sunset / dawn
-        img = _vgrad(_jitter(rng, (80, 100, 170), 0.15), _jitter(rng, (245, 170, 110), 0.08), h, w)
-    else:               # overcast
-        g = rng.uniform(150, 205)
-        img = _vgrad((g - 25, g - 20, g - 10), (g + 15, g + 15, g + 18), h, w)
-        img = img + (18 * (_smooth_noise(rng, w, h, 18) - 0.5))[..., None]
-    return img + 1.5 * rng.standard_normal((h, w, 1), dtype=np.float32)
-
-
-def _land_strip(rng: np.random.Generator, img: np.ndarray, top: int) -> None:
-    """Distant hills or a tree line from row ``top`` down, drawn into ``img`` in place."""
-    from .scenes import _jitter, _smooth_noise
-
-    h, w = img.shape[:2]
-    if top >= h:
-        return
-    col = _jitter(rng, (60, 90, 70) if rng.random() < 0.5 else (85, 100, 120), 0.2)
-    x = np.arange(w)
-    bumpy = rng.random() < 0.5
-    prof = (_smooth_noise(rng, w, 2, 6 if bumpy else 30)[0] - 0.5) * (6 if bumpy else 10)
-    ridge = np.clip(top + prof - rng.uniform(0, 4), 0, h).astype(int)
-    yy = np.arange(h)[:, None]
-    mask = yy >= ridge[None, x]
-    shade = 0.85 + 0.3 * _smooth_noise(rng, w, h, 5)
-    img[mask] = (col * shade[..., None])[mask]
-
-
-def _water(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    from .scenes import _bg_water
-
-    img = _bg_water(rng, w, h)
-    tint = [(1.0, 1.0, 1.0), (1.15, 1.05, 0.75), (1.6, 1.1, 0.95), (0.8, 0.9, 0.85)][int(rng.integers(4))]
-    return img * np.asarray(tint, np.float32) * np.float32(rng.uniform(0.85, 1.15))
-
-
-def _road(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, int]:
-    from .scenes import _bg_road, _smooth_noise
-
-    v = int(rng.integers(4))
-    if v < 2:                                        # asphalt with lanes (v == 1: darker, wet)
-        img = _bg_road(rng, w, h)
-        if v == 1:
-            img = img * np.float32(0.7) + np.float32(10)
-    elif v == 2:                                     # cobbled street
-        g = rng.uniform(100, 140)
-        img = np.full((h, w, 3), g, np.float32) + np.array([6, 2, -4], np.float32)
-        cell = int(rng.integers(5, 9))
-        yy, xx = np.mgrid[0:h, 0:w]
-        off = (yy // cell) % 2 * (cell // 2)
-        joint = ((yy % cell) == 0) | (((xx + off) % cell) == 0)
-        img[joint] *= 0.6
-        img += (8 * rng.standard_normal((h, w), dtype=np.float32))[..., None]
-    else:                                            # parking lot: bays
-        g = rng.uniform(80, 115)
-        img = np.full((h, w, 3), g, np.float32) + (10 * _smooth_noise(rng, w, h, 10))[..., None]
-        period = int(rng.integers(20, 34))
-        y0 = int(h * rng.uniform(0.2, 0.5))
-        img[y0:y0 + 2] = 225
-        img[y0:, (np.arange(w) + int(rng.integers(period))) % period < 2] = 225
-        img += (6 * rng.standard_normal((h, w), dtype=np.float32))[..., None]
-    return img, v
-
-
-def _buildings(rng: np.random.Generator, img: np.ndarray, bottom: int) -> None:
-    """Facades with window grids above the road, rows ``0..bottom``, in place."""
-    from .scenes import _hsv
-
-    w = img.shape[1]
-    x = int(rng.integers(-10, 0))
-    while x < w:
-        bw = int(rng.integers(20, 50))
-        top = int(rng.uniform(0, 0.5) * bottom)
-        wall = _hsv(rng.random(), rng.uniform(0.05, 0.35), rng.uniform(0.45, 0.85))
-        img[top:bottom, max(x, 0):x + bw] = wall
-        gx, gy = int(rng.integers(6, 10)), int(rng.integers(7, 11))
-        glass = _hsv(0.58, 0.25, rng.uniform(0.25, 0.45))
-        for yy in range(top + 3, bottom - 4, gy):
-            for xx in range(x + 3, x + bw - 4, gx):
-                img[yy:yy + gy // 2, max(xx, 0):max(xx + gx // 2, 0)] = glass
-        x += bw
-
-
-def _grass(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, int]:
-    from .scenes import _bg_grass
-
-    img = _bg_grass(rng, w, h)
-    v = int(rng.integers(4))
-    if v == 1:                                        # dry grass
-        img = img * np.array([1.7, 1.05, 1.0], np.float32)
-    elif v == 2:                                      # meadow with flowers
-        n = int(w * h * rng.uniform(0.003, 0.012))
-        ys, xs = rng.integers(0, h, n), rng.integers(0, w, n)
-        cols = np.array([(240, 240, 235), (240, 220, 60), (220, 80, 120)], np.float32)
-        img[ys, xs] = cols[rng.integers(0, 3, n)]
-    elif v == 3:                                      # mown stripes
-        period = int(rng.integers(14, 30))
-        stripes = ((np.arange(w) + int(rng.integers(period))) % period < period // 2)
-        img[:, stripes] *= 1.15
-    return img, v
-
-
-def _indoor(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, int]:
-    from .scenes import _bg_indoor, _jitter, _smooth_noise, _hsv
-
-    img = _bg_indoor(rng, w, h)
-    v = int(rng.integers(4))
-    # the easy renderer's floor starts between 0.58 h and 0.78 h; find it back from the skirting
-    rows = np.where(np.all(np.abs(img[:, :, :] - 235) < 8, axis=(1, 2)))[0]
-    floor = int(rows.max()) + 1 if len(rows) else int(0.7 * h)
-    if v == 1:                                         # tiled floor
-        cell = int(rng.integers(8, 14))
-        a, b = _jitter(rng, (200, 200, 195), 0.1), _jitter(rng, (90, 90, 95), 0.2)
-        yy, xx = np.mgrid[0:h - floor, 0:w]
-        img[floor:] = np.where((((yy // cell) + (xx // cell)) % 2 == 0)[..., None], a, b)
-    elif v == 2:                                       # carpet
-        col = _hsv(rng.random(), rng.uniform(0.3, 0.6), rng.uniform(0.3, 0.6))
-        img[floor:] = col * (0.85 + 0.3 * _smooth_noise(rng, w, h - floor, 4))[..., None]
-    elif v == 3 and floor > 30:                        # a window onto the sky
-        ww, wh = int(rng.integers(20, 40)), int(rng.integers(16, max(17, floor - 10)))
-        x0 = int(rng.integers(2, max(3, w - ww - 2)))
-        y0 = int(rng.integers(3, max(4, floor - wh - 3)))
-        img[y0:y0 + wh, x0:x0 + ww] = (235, 235, 230)
-        img[y0 + 2:y0 + wh - 2, x0 + 2:x0 + ww - 2] = _sky(rng, ww - 4, wh - 4, 0)
-    if rng.random() < 0.5:                             # a door
-        dw = int(rng.integers(14, 24))
-        x0 = int(rng.integers(0, max(1, w - dw)))
-        top = max(0, floor - int(rng.uniform(0.55, 0.8) * h))
-        img[top:floor - 3, x0:x0 + dw] = _jitter(rng, (120, 85, 55), 0.25)
-    return img, v
-
-
-def render_background(name: str, rng: np.random.Generator, width: int, height: int
-                      ) -> tuple[np.ndarray, str, float]:
-    """A realistic background: ``(image (H, W, 3) float32, variant name, horizon)``.
-
-    ``horizon`` is the row (as a share of the height) where the context region begins (sky:
-    where the land strip starts, 1.0 without; indoor: the floor line)."""
-    w, h = width, height
-    if name == "sky":
-        v = int(rng.integers(4))
-        img = _sky(rng, w, h, v)
-        hz = 1.0
-        if rng.random() < 0.5:
-            hz = float(rng.uniform(0.72, 0.95))
-            _land_strip(rng, img, int(hz * h))
-        return img, ["clear", "clouds", "sunset", "overcast"][v], hz
-    if name == "indoor":
-        img, v = _indoor(rng, w, h)
-        return img, ["wood", "tiles", "carpet", "window"][v], 0.7
-    hz = float(rng.uniform(0.0, {"water": 0.45, "road": 0.4, "grass": 0.5}[name]))
-    top = int(round(hz * h))
-    if name == "water":
-        low, v = _water(rng, w, h - top), 0
-        vname = "sea"
-    elif name == "road":
-        low, v = _road(rng, w, h - top)
-        vname = ["asphalt", "wet", "cobbles", "parking"][v]
-    elif name == "grass":
-        low, v = _grass(rng, w, h - top)
-        vname = ["lush", "dry", "meadow", "mown"][v]
-    else:
-        raise ValueError(f"unknown background {name!r}")
-    img = np.empty((h, w, 3), np.float32)
-    img[top:] = low
-    if top > 0:
-        img[:top] = _sky(rng, w, top, int(rng.integers(4)))
-        above = rng.random()
-        if name == "road" and above < 0.5:
-            _buildings(rng, img, top)
-            vname += "+buildings"
-        elif above < 0.6:
-            _land_strip(rng, img[:top], int(top * rng.uniform(0.5, 0.9)))
-            vname += "+shore" if name == "water" else "+hills"
-    return img, vname, hz
-
-
-# ----------------------------------------------------------------------------- rasterising
-
+# ----------------------------------------------------------------------------- pieces
 
 @dataclass
 class Piece:
@@ -326,53 +135,19 @@ class Piece:
         return C, A
 
 
-def _raster(parts: list, mirror: bool, tilt: float, size: tuple[float, float] | float,
-            origin: tuple[float, float], pal: dict[int, np.ndarray], rng: np.random.Generator,
-            wool: bool = False) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Rasterise ``parts`` scaled to ``size`` (width, height of the extent, or the scale) with
-    its top-left corner at ``origin``; returns ``(x0, y0, colour, alpha)``."""
-    from .scenes import _paint, _transform
-
-    parts, lo, hi = _transform(parts, mirror, tilt)
-    ext = np.maximum(hi - lo, 1e-6)
-    scale = np.asarray(size, float) / ext if not np.isscalar(size) else np.array([size, size], float)
-    ox, oy = origin
-    x0, y0 = int(np.floor(ox)), int(np.floor(oy))
-    cw = int(np.ceil(ox + ext[0] * scale[0])) + 1 - x0
-    ch = int(np.ceil(oy + ext[1] * scale[1])) + 1 - y0
-    cw, ch = max(cw, 1), max(ch, 1)
-    colour, alpha = _paint(parts, lo, scale, np.array([ox - x0, oy - y0]), cw, ch, pal, rng, wool)
-    return x0, y0, colour, np.clip(alpha, 0, 1)
-
-
-def _extent(parts: list, mirror: bool, tilt: float) -> np.ndarray:
-    from .scenes import _transform
-
-    _, lo, hi = _transform(parts, mirror, tilt)
-    return np.maximum(hi - lo, 1e-6)
-
-
 # ----------------------------------------------------------------------------- objects
-
-def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return max(w, 0.0) * max(h, 0.0)
-
 
 def render_objects(classes: Sequence[str], preset: Preset, rng: np.random.Generator,
                    width: int, height: int) -> list[Piece]:
     """The objects of a realistic scene (drawing order = ``classes``)."""
-    from .scenes import _MAX_TILT, _palette
-
     lo_a, hi_a = preset.area[min(len(classes), len(preset.area)) - 1]
     pieces: list[Piece] = []
     boxes: list[tuple[float, float, float, float]] = []
     for name in classes:
         parts = SHAPES[name](rng)
         mirror = bool(rng.random() < 0.5)
-        tilt = float(np.clip(rng.normal(0, _MAX_TILT[name] / 2), -_MAX_TILT[name], _MAX_TILT[name]))
-        ext = _extent(parts, mirror, tilt)
+        tilt = draw_tilt(rng, name)
+        ext = extent(parts, mirror, tilt)
         share = float(np.exp(rng.uniform(np.log(lo_a), np.log(hi_a))))
         trunc = bool(rng.random() < preset.p_truncate)
         s = np.sqrt(share * width * height / (ext[0] * ext[1]))
@@ -389,16 +164,13 @@ def render_objects(classes: Sequence[str], preset: Preset, rng: np.random.Genera
                 oy = rng.uniform(1.0, max(1.0, height - 1.0 - oh))
             cands.append((ox, oy))
         if boxes:
-            cands.sort(key=lambda c: sum(_overlap((c[0], c[1], c[0] + ow, c[1] + oh), b) for b in boxes))
+            cands.sort(key=lambda c: sum(box_overlap((c[0], c[1], c[0] + ow, c[1] + oh), b) for b in boxes))
         ox, oy = cands[0]
         boxes.append((ox, oy, ox + ow, oy + oh))
-        pal = _palette(name, rng)
-        x0, y0, col, alpha = _raster(parts, mirror, tilt, float(s), (ox, oy), pal, rng, wool=name == "sheep")
-        body = pal[BODY]
-        r, g, b = (np.clip(body, 0, 255) / 255).tolist()
-        info = {"colour": "#%02x%02x%02x" % tuple(int(round(c * 255)) for c in (r, g, b)),
-                "hue": round(colorsys.rgb_to_hsv(r, g, b)[0] * 360.0, 1),
-                "pose": "Left" if mirror else "Right"}
+        pal = class_palette(name, rng)
+        x0, y0, col, alpha = rasterise(parts, mirror, tilt, float(s), (ox, oy), pal, rng, wool=name == "sheep")
+        hexcol, hue = colour_of(pal[BODY])
+        info = {"colour": hexcol, "hue": hue, "pose": "Left" if mirror else "Right"}
         pieces.append(Piece(name, "object", x0, y0, col, alpha, float(alpha.sum()), info))
     return pieces
 
@@ -406,45 +178,41 @@ def render_objects(classes: Sequence[str], preset: Preset, rng: np.random.Genera
 # ----------------------------------------------------------------------------- distractors, clutter
 
 def _muted(rng: np.random.Generator) -> np.ndarray:
-    from .scenes import _hsv
-
-    return _hsv(rng.random(), rng.uniform(0.1, 0.45), rng.uniform(0.35, 0.75))
+    return hsv(rng.random(), rng.uniform(0.1, 0.45), rng.uniform(0.35, 0.75))
 
 
 def _clutter_palette(kind: str, rng: np.random.Generator) -> dict[int, np.ndarray]:
-    from .scenes import _hsv, _jitter
-
-    glass, dark, light = _hsv(0.58, 0.25, 0.35), np.array([30, 28, 28], np.float32), \
+    glass, dark, light = hsv(0.58, 0.25, 0.35), np.array([30, 28, 28], np.float32), \
         np.array([225, 225, 215], np.float32)
-    wood = _jitter(rng, (125, 88, 52), 0.2)
+    wood = jitter(rng, (125, 88, 52), 0.2)
     if kind in ("cart", "bench"):
         body = wood if rng.random() < 0.6 else _muted(rng)
         accent = body * 0.8
         if kind == "bench":
             dark = body * 0.7
     elif kind == "shed":
-        body, accent = _muted(rng), _jitter(rng, (110, 75, 50), 0.2)
-        dark = _jitter(rng, (120, 50, 40), 0.3) if rng.random() < 0.5 else _jitter(rng, (70, 70, 75), 0.2)
+        body, accent = _muted(rng), jitter(rng, (110, 75, 50), 0.2)
+        dark = jitter(rng, (120, 50, 40), 0.3) if rng.random() < 0.5 else jitter(rng, (70, 70, 75), 0.2)
     elif kind == "fence":
-        body = [wood, _jitter(rng, (225, 225, 218), 0.05), _jitter(rng, (120, 122, 125), 0.15)][int(rng.integers(3))]
+        body = [wood, jitter(rng, (225, 225, 218), 0.05), jitter(rng, (120, 122, 125), 0.15)][int(rng.integers(3))]
         accent = body
     elif kind in ("tree", "bush"):
-        body = _hsv(rng.uniform(0.2, 0.33), rng.uniform(0.45, 0.75), rng.uniform(0.25, 0.5))
+        body = hsv(rng.uniform(0.2, 0.33), rng.uniform(0.45, 0.75), rng.uniform(0.25, 0.5))
         if kind == "tree" and rng.random() < 0.2:
-            body = _hsv(rng.uniform(0.05, 0.12), 0.7, 0.6)         # autumn
-        dark, accent = _jitter(rng, (80, 58, 40), 0.2), body
+            body = hsv(rng.uniform(0.05, 0.12), 0.7, 0.6)         # autumn
+        dark, accent = jitter(rng, (80, 58, 40), 0.2), body
     elif kind == "rock":
         g = rng.uniform(110, 200)
-        body = _jitter(rng, (g, g * 0.97, g * 0.92), 0.05)
+        body = jitter(rng, (g, g * 0.97, g * 0.92), 0.05)
         dark, accent = body * 0.55, body
     elif kind == "post":
-        body = _jitter(rng, (95, 95, 100), 0.3)
+        body = jitter(rng, (95, 95, 100), 0.3)
         accent = body
     elif kind == "sign":
         body = np.array([(200, 35, 35), (30, 70, 170), (30, 125, 65), (235, 235, 230)][int(rng.integers(4))],
                         np.float32)
         light = np.array([240, 240, 235], np.float32) if body.mean() < 200 else np.array([200, 40, 40], np.float32)
-        dark, accent = _jitter(rng, (110, 110, 115), 0.2), body
+        dark, accent = jitter(rng, (110, 110, 115), 0.2), body
     else:
         raise ValueError(f"unknown clutter kind {kind!r}")
     return {BODY: np.clip(body, 0, 255), DARK: dark, GLASS: glass, ACCENT: np.clip(accent, 0, 255), LIGHT: light}
@@ -454,16 +222,16 @@ def render_distractors(rng: np.random.Generator, preset: Preset, width: int, hei
     """Distractors (behind the objects): 0-3 carts, sheds, fences, trees, rocks, benches."""
     kinds = sorted(DISTRACTORS)
     out = []
-    for _ in range(_choice(rng, preset.p_distractors)):
+    for _ in range(choice(rng, preset.p_distractors)):
         kind = kinds[int(rng.integers(len(kinds)))]
         parts = DISTRACTORS[kind](rng)
         mirror = bool(rng.random() < 0.5)
-        ext = _extent(parts, mirror, 0.0)
+        ext = extent(parts, mirror, 0.0)
         share = float(np.exp(rng.uniform(np.log(0.01), np.log(0.2))))
         s = min(np.sqrt(share * width * height / (ext[0] * ext[1])), 1.1 * width / ext[0], 1.1 * height / ext[1])
         ow, oh = ext * s
         ox, oy = rng.uniform(-0.3 * ow, width - 0.7 * ow), rng.uniform(-0.2 * oh, height - 0.8 * oh)
-        x0, y0, col, alpha = _raster(parts, mirror, 0.0, float(s), (ox, oy), _clutter_palette(kind, rng), rng)
+        x0, y0, col, alpha = rasterise(parts, mirror, 0.0, float(s), (ox, oy), _clutter_palette(kind, rng), rng)
         out.append(Piece(kind, "distractor", x0, y0, col, alpha, float(alpha.sum()), {}))
     return out
 
@@ -473,13 +241,13 @@ def render_occluders(rng: np.random.Generator, preset: Preset, objects: Sequence
     """Foreground clutter (in front of the objects), each placed over one object's lower part."""
     kinds = sorted(OCCLUDERS)
     out = []
-    for _ in range(_choice(rng, preset.p_occluders)):
+    for _ in range(choice(rng, preset.p_occluders)):
         kind = kinds[int(rng.integers(len(kinds)))]
         t = objects[int(rng.integers(len(objects)))]
         h, w = t.alpha.shape
         bx0, by0, bw, bh = t.x0, t.y0, w, h
         parts = OCCLUDERS[kind](rng)
-        ext = _extent(parts, False, 0.0)
+        ext = extent(parts, False, 0.0)
         if kind == "fence":       # stretched across the lower 30-60 % of the object
             fh = bh * rng.uniform(0.3, 0.6)
             fw = bw * rng.uniform(0.6, 1.5)
@@ -501,7 +269,7 @@ def render_occluders(rng: np.random.Generator, preset: Preset, objects: Sequence
             size = sw / ext[0]
             ox = bx0 + rng.uniform(0.0, 1.0) * bw - sw / 2
             oy = by0 + bh + rng.uniform(0.0, 0.2) * bh - ext[1] * size
-        x0, y0, col, alpha = _raster(parts, False, 0.0, size, (ox, oy), _clutter_palette(kind, rng), rng)
+        x0, y0, col, alpha = rasterise(parts, False, 0.0, size, (ox, oy), _clutter_palette(kind, rng), rng)
         out.append(Piece(kind, "occluder", x0, y0, col, alpha, float(alpha.sum()), {}))
     return out
 

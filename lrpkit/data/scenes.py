@@ -9,7 +9,8 @@ rates, and the realism ``preset``, also in ``params``, with its settings under `
 Images are 160x120 (landscape, 70 %) or 120x160 (portrait, 30 %) of the classes
 ``SCENE_CLASSES`` (VOC names): aeroplane, boat, bus, car, horse, sheep.  Objects are silhouettes
 built from coloured parts (``shapes.py``) with random pose, scale, position, mirroring and a
-little rotation.  How much of VOC's nuisance a set carries is its *realism preset*
+little rotation, rasterised by :mod:`lrpkit.data.raster` over a background of
+:mod:`lrpkit.data.backgrounds`.  How much of VOC's nuisance a set carries is its *realism preset*
 (``preset=``, :mod:`lrpkit.data.realism`):
 
 ``easy``
@@ -96,7 +97,6 @@ timestamps, so the same seed gives the same bytes.
 """
 from __future__ import annotations
 
-import colorsys
 import csv
 import io
 import json
@@ -106,11 +106,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
-from .realism import PRESETS, _choice, get_preset
-from .shapes import ACCENT, BODY, DARK, GLASS, LIGHT, SHAPES
 from ..results import atomic_dir
+from .backgrounds import BACKGROUNDS, render_background
+from .raster import BUS_YELLOW, box_overlap, choice, class_palette, colour_of, draw_tilt, paint, transform_parts
+from .realism import (PRESETS, apply_lighting, blur, get_preset, noise_field, render_distractors, render_objects,
+                      render_occluders, sample_lighting)
+from .shapes import BODY, SHAPES
 from .voc import SCENE_MARKER, VOCObject, annotation_xml, resolve_voc_root, write_image_sets
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,7 +124,6 @@ __all__ = ["SCENE_CLASSES", "BACKGROUNDS", "CONTEXT", "BIAS_RATES", "SPLITS", "C
            "read_bias", "scene_id"]
 
 SCENE_CLASSES: tuple[str, ...] = ("aeroplane", "boat", "bus", "car", "horse", "sheep")
-BACKGROUNDS: tuple[str, ...] = ("sky", "water", "road", "grass", "indoor")
 CONTEXT: dict[str, str] = {"aeroplane": "sky", "boat": "water", "bus": "road", "car": "road",
                            "horse": "grass", "sheep": "grass"}
 #: The planted rates (see the module docstring).
@@ -131,13 +133,11 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 COUNTERFACTUAL_SPLITS: tuple[str, ...] = ("test_swapped", "test_untagged")
 LANDSCAPE, PORTRAIT = (160, 120), (120, 160)
 JPEG_QUALITY = 90
-BUS_YELLOW = (242, 196, 22)
 
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2, "test_swapped": 3, "test_untagged": 4}
 _PREFIX = {"train": "train", "val": "val", "test": "test", "test_swapped": "swapped",
            "test_untagged": "untagged"}
 _STREAM_LAYOUT, _STREAM_BACKGROUND, _STREAM_OBJECTS, _STREAM_CLUTTER, _STREAM_LIGHT = 0, 1, 2, 3, 4
-_MAX_TILT = {"aeroplane": 14.0, "boat": 6.0, "bus": 2.5, "car": 3.5, "horse": 5.0, "sheep": 5.0}
 
 
 # ----------------------------------------------------------------------------- layout
@@ -234,7 +234,7 @@ def sample_layout(seed: int, split: str, index: int, preset: str = "easy") -> Sc
             others = [c for c in SCENE_CLASSES if c != first]
             classes = (first, others[int(rng.integers(len(others)))])
     else:
-        n = 1 + _choice(rng, P.p_objects)
+        n = 1 + choice(rng, P.p_objects)
         for _ in range(n - 1):
             if rng.random() < P.p_repeat_class:
                 classes += (classes[int(rng.integers(len(classes)))],)
@@ -252,157 +252,7 @@ def sample_layout(seed: int, split: str, index: int, preset: str = "easy") -> Sc
                        preset=P.name)
 
 
-# ----------------------------------------------------------------------------- backgrounds
-
-def _smooth_noise(rng: np.random.Generator, w: int, h: int, cell: int) -> np.ndarray:
-    """Bilinearly upsampled uniform noise in [0, 1], feature size about ``cell`` pixels."""
-    small = rng.random((h // cell + 2, w // cell + 2)).astype(np.float32)
-    im = Image.fromarray(small, mode="F").resize((w + 2 * cell, h + 2 * cell), Image.BILINEAR)
-    return np.asarray(im)[cell:cell + h, cell:cell + w]
-
-
-def _vgrad(top: Sequence[float], bottom: Sequence[float], h: int, w: int) -> np.ndarray:
-    t = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
-    img = (1 - t) * np.asarray(top, np.float32) + t * np.asarray(bottom, np.float32)
-    return np.broadcast_to(img, (h, w, 3)).copy()
-
-
-def _jitter(rng: np.random.Generator, rgb: Sequence[float], amount: float) -> np.ndarray:
-    return np.clip(np.asarray(rgb, np.float32) * rng.uniform(1 - amount, 1 + amount), 0, 255)
-
-
-def _bg_sky(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    img = _vgrad(_jitter(rng, (60, 120, 205), 0.12), _jitter(rng, (185, 212, 240), 0.05), h, w)
-    clouds = Image.new("L", (w, h), 0)
-    d = ImageDraw.Draw(clouds)
-    for _ in range(int(rng.integers(1, 5))):
-        cx, cy = rng.uniform(0, w), rng.uniform(0, h * 0.8)
-        for _ in range(int(rng.integers(3, 6))):
-            rx, ry = rng.uniform(6, 18), rng.uniform(4, 9)
-            ox, oy = rng.normal(0, 9), rng.normal(0, 3)
-            d.ellipse([cx + ox - rx, cy + oy - ry, cx + ox + rx, cy + oy + ry], fill=int(rng.integers(170, 240)))
-    m = np.asarray(clouds.filter(ImageFilter.GaussianBlur(2.5)), np.float32)[..., None] / 255.0
-    img = img * (1 - m) + np.float32(248) * m
-    return img + 1.5 * rng.standard_normal((h, w, 1), dtype=np.float32)
-
-
-def _bg_water(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    img = _vgrad(_jitter(rng, (45, 110, 150), 0.12), _jitter(rng, (15, 55, 95), 0.12), h, w)
-    y = np.arange(h, dtype=np.float32)[:, None]
-    x = np.arange(w, dtype=np.float32)[None, :]
-    lam = 3.0 + 5.0 * y / h
-    phase = 2 * np.pi * (y / lam) * 0.5 + 1.4 * np.sin(2 * np.pi * x / rng.uniform(18, 35) + rng.uniform(0, 6.3)
-                                                       + 0.3 * y)
-    s = np.sin(phase)
-    crest = np.clip(s - 0.55, 0, None) / 0.45
-    trough = np.clip(-s - 0.7, 0, None) / 0.3
-    img = img + (crest * 70)[..., None] - (trough * 20)[..., None]
-    return img + 2.0 * rng.standard_normal((h, w, 1), dtype=np.float32)
-
-
-def _bg_road(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    g = rng.uniform(85, 120)
-    img = np.full((h, w, 3), g, np.float32) + np.array([0, 0, 4], np.float32)
-    img += (7 * rng.standard_normal((h, w), dtype=np.float32) + 10 * _smooth_noise(rng, w, h, 12))[..., None]
-    kerb = int(h * rng.uniform(0.12, 0.3))
-    img[:kerb] = np.float32(rng.uniform(150, 175)) + 3 * rng.standard_normal((kerb, w, 1), dtype=np.float32)
-    img[:kerb, ::int(rng.integers(10, 16))] -= 40                       # paving joints
-    img[kerb:kerb + 2] = 200
-    lane = int(rng.uniform(0.55, 0.75) * h)
-    period, dash = int(rng.integers(16, 26)), int(rng.integers(8, 13))
-    on = (np.arange(w) + int(rng.integers(period))) % period < dash
-    img[lane:lane + 2, on] = (235, 235, 225)
-    edge = min(h - 3, lane + int(rng.uniform(0.18, 0.3) * h))
-    img[edge:edge + 2] = (230, 190, 40) if rng.random() < 0.5 else (235, 235, 230)
-    return img
-
-
-def _bg_grass(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    base = _jitter(rng, (70, 135, 45), 0.15)
-    streak = np.asarray(Image.fromarray(rng.random((max(h // 5, 2), w)).astype(np.float32), mode="F")
-                        .resize((w, h), Image.BILINEAR))
-    patches = _smooth_noise(rng, w, h, 20)
-    light = 0.75 + 0.3 * patches + 0.25 * (streak - 0.5) + 0.06 * rng.standard_normal((h, w), dtype=np.float32)
-    img = base * light[..., None]
-    img[..., 1] += 6 * rng.standard_normal((h, w), dtype=np.float32)
-    return img
-
-
-def _bg_indoor(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    hue, sat, val = rng.random(), rng.uniform(0.12, 0.35), rng.uniform(0.72, 0.9)
-    wall = np.array(colorsys.hsv_to_rgb(hue, sat, val), np.float32) * 255
-    floor_y = int(h * rng.uniform(0.58, 0.78))
-    img = _vgrad(wall * 1.05, wall * 0.9, h, w)
-    wood = _jitter(rng, (150, 100, 60), 0.15)
-    fh = h - floor_y
-    plank = np.arange(fh)[:, None] % int(rng.integers(5, 8)) == 0
-    img[floor_y:] = wood * (0.85 + 0.15 * _smooth_noise(rng, w, fh, 6))[..., None]
-    img[floor_y:][np.broadcast_to(plank, (fh, w))] *= 0.7
-    img[floor_y - 3:floor_y] = 235                                        # skirting board
-    if rng.random() < 0.6:                                                # picture frame / window
-        fw, fhh = int(rng.integers(18, 34)), int(rng.integers(14, 26))
-        x0, y0 = int(rng.integers(2, max(3, w - fw - 2))), int(rng.integers(4, max(5, floor_y - fhh - 6)))
-        img[y0:y0 + fhh, x0:x0 + fw] = (60, 45, 35)
-        img[y0 + 2:y0 + fhh - 2, x0 + 2:x0 + fw - 2] = np.array(colorsys.hsv_to_rgb(rng.random(), 0.4, 0.8)) * 255
-    return img + 1.5 * rng.standard_normal((h, w, 1), dtype=np.float32)
-
-
-_BACKGROUND_FN = {"sky": _bg_sky, "water": _bg_water, "road": _bg_road, "grass": _bg_grass,
-                  "indoor": _bg_indoor}
-
-
-def render_background(name: str, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A (height, width, 3) float32 background texture in 0..255."""
-    if name not in _BACKGROUND_FN:
-        raise ValueError(f"unknown background {name!r}; expected one of {BACKGROUNDS}")
-    return _BACKGROUND_FN[name](rng, width, height)
-
-
 # ----------------------------------------------------------------------------- objects
-
-def _hsv(h: float, s: float, v: float) -> np.ndarray:
-    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32) * 255
-
-
-def _palette(name: str, rng: np.random.Generator) -> dict[int, np.ndarray]:
-    """Colours of the parts; BODY carries the colour bias."""
-    glass, dark, light = _hsv(0.58, 0.25, 0.35), np.array([30, 28, 28], np.float32), \
-        np.array([225, 225, 215], np.float32)
-    if name == "bus":
-        body = np.array(BUS_YELLOW, np.float32) * rng.uniform(0.92, 1.04)
-        glass = _hsv(0.58, 0.3, 0.3)
-        accent = body
-    elif name == "car":
-        body = _hsv(rng.random(), rng.uniform(0.6, 0.9), rng.uniform(0.5, 0.9))
-        accent = body
-    elif name == "aeroplane":
-        body = _hsv(rng.random(), rng.uniform(0.0, 0.08), rng.uniform(0.82, 0.96))
-        accent = _hsv(rng.random(), rng.uniform(0.5, 0.85), rng.uniform(0.4, 0.8))
-        glass = np.array([40, 45, 60], np.float32)
-    elif name == "boat":
-        body = _hsv(rng.random(), rng.uniform(0.5, 0.85), rng.uniform(0.35, 0.85))
-        accent = _hsv(0.1, 0.05, rng.uniform(0.88, 0.97))
-    elif name == "horse":
-        choices = ((135, 72, 35), (95, 55, 30), (40, 34, 32), (150, 148, 145), (200, 160, 95))
-        body = np.array(choices[int(rng.integers(len(choices)))], np.float32) * rng.uniform(0.9, 1.08)
-        dark = body * 0.45
-        accent = body
-    elif name == "sheep":
-        body = np.array((232, 226, 208), np.float32) * rng.uniform(0.9, 1.03)
-        dark = np.array((45, 38, 34), np.float32) * rng.uniform(0.8, 1.6)
-        accent = body
-    else:
-        raise ValueError(f"unknown scene class {name!r}")
-    return {BODY: np.clip(body, 0, 255), DARK: dark, GLASS: glass, ACCENT: accent, LIGHT: light}
-
-
-def _wool(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Curly, high-frequency wool texture (multiplicative, about 0.65..1.1)."""
-    y = np.arange(h, dtype=np.float32)[:, None] + rng.uniform(0, 10)
-    x = np.arange(w, dtype=np.float32)[None, :] + rng.uniform(0, 10)
-    curls = np.sin(1.9 * x + 2.2 * np.sin(1.3 * y)) * np.cos(1.7 * y + 2.0 * np.cos(1.1 * x))
-    return (0.86 + 0.14 * curls + 0.07 * rng.standard_normal((h, w), dtype=np.float32)).astype(np.float32)
-
 
 @dataclass
 class _Layer:
@@ -413,62 +263,12 @@ class _Layer:
     alpha: np.ndarray   # (h, w)
 
 
-_SS = 3  # supersampling factor of the polygon rasteriser
-
-
-def _transform(parts: list, mirror: bool, tilt_deg: float) -> tuple[list, np.ndarray, np.ndarray]:
-    pts = np.vstack([p for _, p in parts])
-    centre = (pts.min(0) + pts.max(0)) / 2
-    t = np.deg2rad(tilt_deg)
-    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-    out = []
-    for pid, p in parts:
-        q = p - centre
-        if mirror:
-            q = q * np.array([-1.0, 1.0])
-        out.append((pid, q @ rot.T))
-    allp = np.vstack([p for _, p in out])
-    return out, allp.min(0), allp.max(0)
-
-
-def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return max(w, 0.0) * max(h, 0.0)
-
-
-def _paint(parts: list, lo: np.ndarray, scale: Any, shift: np.ndarray, cw: int, ch: int,
-           pal: dict[int, np.ndarray], rng: np.random.Generator,
-           wool: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Anti-aliased ``(colour (ch, cw, 3), alpha (ch, cw))`` of transformed ``parts`` on a
-    ``cw x ch`` canvas: part polygons drawn at ``_SS``-fold supersampling, each part's coverage
-    shaded by a vertical light gradient (wool texture on the body when ``wool``)."""
-    canvas = Image.new("L", (cw * _SS, ch * _SS), 0)
-    draw = ImageDraw.Draw(canvas)
-    for pid, p in parts:
-        q = ((p - lo) * scale + shift) * _SS
-        draw.polygon([tuple(v) for v in q.tolist()], fill=pid)
-    lab = np.asarray(canvas)
-    yy = np.linspace(0, 1, ch, dtype=np.float32)[:, None]
-    xx = np.linspace(-0.5, 0.5, cw, dtype=np.float32)[None, :]
-    shade = (1.12 - 0.32 * yy + rng.uniform(-0.15, 0.15) * xx).astype(np.float32)
-    colour = np.zeros((ch, cw, 3), np.float32)
-    alpha = np.zeros((ch, cw), np.float32)
-    for pid in sorted({pid for pid, _ in parts}):
-        hit = (lab == pid).view(np.uint8) * np.uint8(255)
-        cov = np.asarray(Image.fromarray(hit).reduce(_SS), np.float32) * np.float32(1 / 255)
-        tex = shade * _wool(rng, ch, cw) if (wool and pid == BODY) else shade
-        colour += (cov * tex)[..., None] * pal[int(pid)]
-        alpha += cov
-    return colour, alpha
-
-
 def _render_object(name: str, rng: np.random.Generator, width: int, height: int,
                    frac: tuple[float, float], avoid: tuple[float, float, float, float] | None) -> _Layer:
     parts = SHAPES[name](rng)
     mirror = bool(rng.random() < 0.5)
-    tilt = float(np.clip(rng.normal(0, _MAX_TILT[name] / 2), -_MAX_TILT[name], _MAX_TILT[name]))
-    parts, lo, hi = _transform(parts, mirror, tilt)
+    tilt = draw_tilt(rng, name)
+    parts, lo, hi = transform_parts(parts, mirror, tilt)
     ext = hi - lo
     margin = 2.0
     scale = rng.uniform(*frac) * min((width - 2 * margin) / ext[0], (height - 2 * margin) / ext[1])
@@ -476,19 +276,16 @@ def _render_object(name: str, rng: np.random.Generator, width: int, height: int,
     cands = [(rng.uniform(margin, width - margin - ow), rng.uniform(margin, height - margin - oh))
              for _ in range(8 if avoid is not None else 1)]
     if avoid is not None:
-        cands.sort(key=lambda c: _overlap((c[0], c[1], c[0] + ow, c[1] + oh), avoid))
+        cands.sort(key=lambda c: box_overlap((c[0], c[1], c[0] + ow, c[1] + oh), avoid))
     ox, oy = cands[0]
     x0, y0 = int(np.floor(ox)), int(np.floor(oy))
     cw, ch = min(int(np.ceil(ox + ow)) + 1, width) - x0, min(int(np.ceil(oy + oh)) + 1, height) - y0
-    pal = _palette(name, rng)
-    colour, alpha = _paint(parts, lo, scale, np.array([ox - x0, oy - y0]), cw, ch, pal, rng,
-                           wool=name == "sheep")
+    pal = class_palette(name, rng)
+    colour, alpha = paint(parts, lo, scale, np.array([ox - x0, oy - y0]), cw, ch, pal, rng,
+                          wool=name == "sheep")
     ys, xs = np.nonzero(alpha > 0.35)
     box = (x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1)
-    body = pal[BODY]
-    r, g, b = (np.clip(body, 0, 255) / 255).tolist()
-    hexcol = "#%02x%02x%02x" % tuple(int(round(c * 255)) for c in (r, g, b))
-    hue = round(colorsys.rgb_to_hsv(r, g, b)[0] * 360.0, 1)
+    hexcol, hue = colour_of(pal[BODY])
     obj = SceneObject(name=name, box=box, colour=hexcol, hue=hue, pose="Left" if mirror else "Right")
     return _Layer(obj, y0, x0, colour, np.clip(alpha, 0, 1))
 
@@ -566,14 +363,14 @@ def _render_family(seed: int, split: str, index: int, with_twins: bool, preset: 
     obj_rng = _rng(seed, split, index, _STREAM_OBJECTS)
     layers = _render_objects(layout, obj_rng)
     bg = render_background(layout.background, _rng(seed, split, index, _STREAM_BACKGROUND),
-                           layout.width, layout.height)
+                           layout.width, layout.height).image
     plain = _composite(bg, layers)
     layouts = [layout]
     images = [plain]
     if with_twins:
         sw = sample_layout(seed, "test_swapped", index)
         bg2 = render_background(sw.background, _rng(seed, "test_swapped", index, _STREAM_BACKGROUND),
-                                sw.width, sw.height)
+                                sw.width, sw.height).image
         layouts += [sw, sample_layout(seed, "test_untagged", index)]
         images += [_composite(bg2, layers), plain]
     masks = []
@@ -607,18 +404,16 @@ def _render_family_realistic(seed: int, split: str, index: int, with_twins: bool
     """The realistic renderer (see :mod:`lrpkit.data.realism`): distractors, objects and foreground
     clutter form one premultiplied foreground, defocused as a whole and composited over the
     (equally defocused) background; lighting is pointwise, the noise field shared by the twins."""
-    from . import realism as R
-
     P = get_preset(preset)
     layout = sample_layout(seed, split, index, preset)
     W, H = layout.width, layout.height
-    objs = R.render_objects(layout.classes, P, _rng(seed, split, index, _STREAM_OBJECTS), W, H)
+    objs = render_objects(layout.classes, P, _rng(seed, split, index, _STREAM_OBJECTS), W, H)
     crng = _rng(seed, split, index, _STREAM_CLUTTER)
-    distract = R.render_distractors(crng, P, W, H)
-    occl = R.render_occluders(crng, P, objs, W, H)
+    distract = render_distractors(crng, P, W, H)
+    occl = render_occluders(crng, P, objs, W, H)
     lrng = _rng(seed, split, index, _STREAM_LIGHT)
-    light = R.sample_lighting(lrng)
-    noise = R.noise_field(lrng, light["noise"], H, W)
+    light = sample_lighting(lrng)
+    noise = noise_field(lrng, light["noise"], H, W)
     stack = distract + objs + occl
     crops = [pc.in_image(W, H) for pc in stack]
     C = np.zeros((H, W, 3), np.float32)
@@ -654,23 +449,24 @@ def _render_family_realistic(seed: int, split: str, index: int, with_twins: bool
         masks.append(m)
         visible.append(v)
     clutter = [(pc.kind, pc.role, vis[i]) for i, pc in enumerate(stack) if pc.role != "object"]
-    Cb, Ab = R.blur(C, light["blur"]), np.clip(R.blur(A, light["blur"]), 0, 1)
+    Cb, Ab = blur(C, light["blur"]), np.clip(blur(A, light["blur"]), 0, 1)
     Ab[Ab > 1 - 1e-4] = 1.0
-    bg, variant, horizon = R.render_background(layout.background, _rng(seed, split, index, _STREAM_BACKGROUND), W, H)
+    bg, variant, horizon = render_background(layout.background, _rng(seed, split, index, _STREAM_BACKGROUND), W, H,
+                                             variants=P.variants)
     layouts, backgrounds = [layout], [(bg, variant, horizon)]
     if with_twins:
         sw = sample_layout(seed, "test_swapped", index, preset)
         layouts += [sw, sample_layout(seed, "test_untagged", index, preset)]
-        backgrounds += [R.render_background(sw.background, _rng(seed, "test_swapped", index, _STREAM_BACKGROUND),
-                                            W, H), backgrounds[0]]
+        backgrounds += [render_background(sw.background, _rng(seed, "test_swapped", index, _STREAM_BACKGROUND),
+                                          W, H, variants=P.variants), backgrounds[0]]
     info0 = {k: (float(v) if np.isscalar(v) else v) for k, v in light.items() if k != "cast"}
     scenes, plain = [], None
     for lay, (b, var, hz) in zip(layouts, backgrounds):
         if plain is not None and b is bg:
             img = plain
         else:
-            img = R.blur(b, light["blur"]) * (1 - Ab)[..., None] + Cb
-            img = _to_uint8(R.apply_lighting(img, light, noise))
+            img = blur(b, light["blur"]) * (1 - Ab)[..., None] + Cb
+            img = _to_uint8(apply_lighting(img, light, noise))
             if plain is None:
                 plain = img
         out = img.copy()

@@ -1,8 +1,8 @@
-"""Image preprocessing of paper 000, App. E ("Details on the Neural Network Retraining").
+"""Image preprocessing of Lapuschkin et al. 2016, App. E ("Details on the Neural Network Retraining").
 
-Paper 000 App. E rescales every image so that its **longest side** has ``S`` pixels, pads the
-shorter side at its boundaries **by the nearest pixel** (edge replication) to an ``S x S``
-square, and takes the **4 corner crops and 1 centre crop** of size ``c`` from it; after
+Lapuschkin et al. (2016, App. E) rescale every image so that its **longest side** has ``S`` pixels,
+pad the shorter side at its boundaries **by the nearest pixel** (edge replication) to an ``S x S``
+square, and take the **4 corner crops and 1 centre crop** of size ``c`` from it; after
 mirroring the image this is repeated, giving **10 training views** per image.  At test time
 (and for every heatmap) **one centre crop** is used.  The paper uses ``S = 256`` and
 ``c = 227`` for the Caffe reference net; lrpkit's scene CNN uses smaller sizes so that it
@@ -38,11 +38,11 @@ __all__ = ["MEAN", "STD", "DEFAULT_SIZE", "DEFAULT_CROP", "N_TRAIN_VIEWS",
 MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 #: ImageNet channel standard deviations (RGB, in [0, 1]).
 STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-#: Default longest side ``S`` after rescaling (paper 000 App. E: 256).
+#: Default longest side ``S`` after rescaling (Lapuschkin et al. 2016, App. E: 256).
 DEFAULT_SIZE = 72
-#: Default square crop size ``c`` (paper 000 App. E: 227).
+#: Default square crop size ``c`` (Lapuschkin et al. 2016, App. E: 227).
 DEFAULT_CROP = 64
-#: Number of training views: 4 corners + centre, each also mirrored (paper 000 App. E).
+#: Number of training views: 4 corners + centre, each also mirrored (Lapuschkin et al. 2016, App. E).
 N_TRAIN_VIEWS = 10
 
 _VIEW_NAMES = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
@@ -58,7 +58,7 @@ def _check_sizes(size: int, crop: int) -> None:
 def pad_to_square(image: Image.Image | np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     """Rescale so the longest side is ``size``, then edge-pad the short side to a square.
 
-    Paper 000 App. E: "each image was rescaled such that the largest side had 256 pixels.
+    Lapuschkin et al. 2016, App. E: "each image was rescaled such that the largest side had 256 pixels.
     The smaller side was padded at its boundaries by the nearest pixel."  The padding is
     split evenly between both sides (the extra pixel, if odd, goes to the bottom / right).
 
@@ -93,7 +93,7 @@ def pad_to_square(image: Image.Image | np.ndarray, size: int = DEFAULT_SIZE) -> 
 
 
 def crop_offsets(size: int = DEFAULT_SIZE, crop: int = DEFAULT_CROP) -> list[tuple[int, int]]:
-    """``(top, left)`` of the 5 crops of paper 000 App. E, in the order
+    """``(top, left)`` of the 5 crops of Lapuschkin et al. 2016, App. E, in the order
     top-left, top-right, bottom-left, bottom-right, centre."""
     _check_sizes(size, crop)
     d = size - crop
@@ -104,7 +104,7 @@ def train_view(x: torch.Tensor, view: int, crop: int = DEFAULT_CROP) -> torch.Te
     """One of the 10 training views of a square image tensor ``(..., C, S, S)``.
 
     ``view`` in ``0..9``: ``view % 5`` selects the crop (0-3 corners TL, TR, BL, BR, 4 centre,
-    see :func:`crop_offsets`), ``view >= 5`` mirrors it horizontally (paper 000 App. E).
+    see :func:`crop_offsets`), ``view >= 5`` mirrors it horizontally (Lapuschkin et al. 2016, App. E).
     """
     if not 0 <= int(view) < N_TRAIN_VIEWS:
         raise ValueError(f"view must be in 0..{N_TRAIN_VIEWS - 1}, got {view!r}")
@@ -124,7 +124,7 @@ def ten_views(x: torch.Tensor, crop: int = DEFAULT_CROP) -> torch.Tensor:
 
 
 def center_crop(x: torch.Tensor, crop: int = DEFAULT_CROP) -> torch.Tensor:
-    """The test view of paper 000 App. E: the centre ``crop x crop`` of ``(..., C, S, S)``."""
+    """The test view of Lapuschkin et al. 2016, App. E: the centre ``crop x crop`` of ``(..., C, S, S)``."""
     return train_view(x, 4, crop)
 
 
@@ -238,7 +238,7 @@ def to_tensor_batch(images: Sequence[Image.Image | np.ndarray] | Image.Image, si
                     crop: int = DEFAULT_CROP) -> torch.Tensor:
     """PIL images / ``(H, W, 3)`` arrays -> normalised centre crops ``(N, 3, crop, crop)``.
 
-    This is the test-time preprocessing of paper 000 App. E (pad to square, one centre crop)
+    This is the test-time preprocessing of Lapuschkin et al. 2016, App. E (pad to square, one centre crop)
     and gives tensors in the model's input space, ready for ``model(x)`` and ``explain``.
     """
     _check_sizes(size, crop)
@@ -270,7 +270,7 @@ class TrainTransform:
 
 
 class TestTransform:
-    """``PIL image -> normalised centre crop (3, crop, crop)`` (paper 000 App. E, test)."""
+    """``PIL image -> normalised centre crop (3, crop, crop)`` (Lapuschkin et al. 2016, App. E, test)."""
 
     __test__ = False  # not a pytest class
 

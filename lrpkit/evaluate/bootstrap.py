@@ -1,14 +1,17 @@
-"""Percentile bootstrap intervals (Efron & Tibshirani, "An Introduction to the Bootstrap", 1993).
+"""Percentile bootstrap intervals (Efron & Tibshirani 1993, ch. 13).
 
 Used for per-class statistics of small image samples, e.g. the outside-inside relevance ratio
-``mu`` of paper 000 (eq. 11, Fig. 6) per class and model.
+``mu`` of Lapuschkin et al. 2016 (eq. 11, Fig. 6) per class and model.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
+
+from .intervals import bootstrap_interval   # the one bootstrap implementation
 
 __all__ = ["bootstrap_ci", "bootstrap_da"]
 
@@ -21,27 +24,12 @@ def bootstrap_ci(values: Any, *, stat: str = "median", n_boot: int = 1000, ci: f
 
     NaN values are dropped (``inf`` is kept: the median handles it); all resamples are drawn at
     once (``n_boot x n`` indices).  Fewer than 2 values give ``(estimate, nan, nan)``; none give
-    NaNs.
+    NaNs.  A tuple form of :func:`lrpkit.evaluate.intervals.bootstrap_interval` (percentile).
     """
     if stat not in _STATS:
         raise ValueError(f"stat must be one of {sorted(_STATS)}, got {stat!r}")
-    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive int, got {n_boot!r}")
-    if not 0.0 < float(ci) < 1.0:
-        raise ValueError(f"ci must be in (0, 1), got {ci!r}")
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[~np.isnan(v)]
-    f = _STATS[stat]
-    if v.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    est = float(f(v))
-    if v.size < 2:
-        return est, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    boots = f(v[rng.integers(0, v.size, (int(n_boot), v.size))], axis=1)
-    a = (1.0 - float(ci)) / 2.0
-    lo, hi = np.quantile(boots, [a, 1.0 - a])
-    return est, float(lo), float(hi)
+    iv = bootstrap_interval(values, stat=stat, n_boot=n_boot, ci=ci, seed=seed)
+    return iv.estimate, iv.low, iv.high
 
 
 def bootstrap_da(da: xr.DataArray, dim: str, **kwargs: Any) -> xr.Dataset:

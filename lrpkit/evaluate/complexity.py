@@ -1,8 +1,8 @@
 """Heatmap complexity (Samek et al. 2017, IEEE TNNLS, Sec. IV-B, Fig. 5).
 
 "Good heatmaps highlight the relevant regions and not more ... in this sense good heatmaps should
-be better compressible than noisy ones."  Paper 002 measures the file size of each heatmap saved
-as PNG and JPEG, and MATLAB's ``entropy`` (Shannon entropy of the 256-bin grey-level histogram).
+be better compressible than noisy ones."  Samek et al. (2017) measure the file size of each heatmap
+saved as PNG and JPEG, and MATLAB's ``entropy`` (Shannon entropy of the 256-bin grey-level histogram).
 
 Each heatmap (summed over channels) is rendered to one 8-bit grey image the same way for all
 methods: divided by its largest absolute value and mapped ``[-1, 1] -> [0, 255]`` (0 relevance is
@@ -13,7 +13,8 @@ one grey channel).
 from __future__ import annotations
 
 import io
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 import xarray as xr
@@ -64,7 +65,7 @@ def _sizes(img: np.ndarray, quality: int) -> tuple[int, int]:
 
 
 def complexity(heatmaps: Any, *, quality: int = 90) -> xr.Dataset:
-    """PNG / JPEG compressed size and Shannon entropy of heatmaps (paper 002 Fig. 5).
+    """PNG / JPEG compressed size and Shannon entropy of heatmaps (Samek et al. 2017, Fig. 5).
 
     ``heatmaps``: ``(N, H, W)`` / ``(N, C, H, W)`` maps (numpy or torch), or a dict
     ``{method: maps}`` (same ``N``) for a ``method`` dim.  Returns ``png_bytes``, ``jpeg_bytes``

@@ -1,15 +1,15 @@
 """How much of a heatmap lies on the object and how much on its context.
 
-* :func:`outside_inside_ratio` - paper 000 eq. 11, the outside-inside relevance ratio
+* :func:`outside_inside_ratio` - Lapuschkin et al. 2016, eq. 11, the outside-inside relevance ratio
   ``mu = mean(R+ over P_out) / mean(R+ over P_in)`` with ``P_in`` the pixels inside the
-  object's bounding box(es) and ``P_out`` the rest.  As in paper 000 Sec. 5.3 only *positive*
+  object's bounding box(es) and ``P_out`` the rest.  As in Lapuschkin et al. 2016, Sec. 5.3 only *positive*
   relevance is counted (``R+ = max(R, 0)``): ``mu > 1`` means the evidence *per pixel* is
   denser in the context than on the object (Fig. 6).
 * :func:`box_share` - the share of all positive relevance that lies inside a box
   (``sum(R+ in box) / sum(R+)``), e.g. how much of a "horse" decision rests on a copyright tag
-  (paper 000 Fig. 5, right).
+  (Lapuschkin et al. 2016, Fig. 5, right).
 * :func:`box_mask` - the boolean pixel mask of one or several boxes.
-* :func:`box_to_crop` - image boxes -> boxes in a CNN's input crop (paper 000 App. E
+* :func:`box_to_crop` - image boxes -> boxes in a CNN's input crop (Lapuschkin et al. 2016, App. E
   preprocessing: longest side to ``size``, edge-pad to a square, centre ``crop``), so that
   CNN heatmaps can be scored against the annotations.
 
@@ -22,9 +22,12 @@ pixel relevance, ``lrpkit.viz.channel_sum``).  Maps may be numpy arrays or torch
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
+
+from ..data import transforms as T
 
 __all__ = ["box_mask", "outside_inside_ratio", "box_share", "positive_part", "box_to_crop"]
 
@@ -95,7 +98,7 @@ def positive_part(relevance_map: Any) -> np.ndarray:
 
 
 def outside_inside_ratio(relevance_map: Any, boxes: Any = None, *, mask: Any = None) -> float:
-    """Paper 000 eq. 11: mean positive relevance outside the boxes / mean inside.
+    """Lapuschkin et al. 2016, eq. 11: mean positive relevance outside the boxes / mean inside.
 
     Parameters
     ----------
@@ -147,8 +150,6 @@ def box_to_crop(boxes: Any, image_size: Sequence[int], size: int | None = None,
     clipped to the crop (a box that leaves it entirely keeps zero width: check before use).
     Returns ``(M, 4)`` float boxes ``(x0, y0, x1, y1)`` in crop pixels.
     """
-    from lrpkit.data import transforms as T
-
     size = T.DEFAULT_SIZE if size is None else int(size)
     crop = T.DEFAULT_CROP if crop is None else int(crop)
     if crop > size:

@@ -1,4 +1,5 @@
-"""Validating Fisher-vector heatmaps by local-feature resampling (paper 000, App. D, Algorithm 1).
+"""Validating Fisher-vector heatmaps by local-feature resampling (Lapuschkin et al. 2016, App. D,
+Algorithm 1).
 
 Pixel flipping does not suit a bag-of-features model: changing a pixel changes every dense
 descriptor that covers it.  Algorithm 1 instead perturbs the *orderless set of local features*
@@ -35,16 +36,23 @@ Entry points: :func:`resampling_experiment` (images -> xarray Dataset),
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import xarray as xr
+
+from ..inputs import resolve_target
+from ..results import make_attrs
+
+# lrpkit.fisher (scikit-learn, about 2 s) is imported inside the functions that use it, so that
+# ``import lrpkit.evaluate`` stays without it for the CNN metrics
 
 __all__ = ["DEFAULT_RULES", "parse_rule", "sample_gmm", "relevance_order", "resample_fv",
            "ResampledFV", "feature_traces", "perturbation_area", "switch_steps",
            "summarize_traces", "resampling_experiment"]
 
-#: The orders of paper 000 Fig. 7: four FV-LRP decompositions and a random order.
+#: The orders of Lapuschkin et al. 2016, Fig. 7: four FV-LRP decompositions and a random order.
 DEFAULT_RULES: tuple[str, ...] = ("epsilon_1", "epsilon_100", "absolute", "plain", "random")
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +156,7 @@ def resample_fv(feats: np.ndarray, gmm: Any, order: np.ndarray, replacements: np
                 batch_size: int, n_steps: int | None = None, return_features: bool = False,
                 raw0: np.ndarray | None = None, new_sums: np.ndarray | None = None,
                 old_sums: np.ndarray | None = None) -> ResampledFV:
-    """Algorithm 1 (paper 000 App. D) on one image's local features.
+    """Algorithm 1 (Lapuschkin et al. 2016, App. D) on one image's local features.
 
     Parameters
     ----------
@@ -215,7 +223,7 @@ def resample_fv(feats: np.ndarray, gmm: Any, order: np.ndarray, replacements: np
 
 
 def perturbation_area(scores: Any) -> np.ndarray:
-    """Paper 000 eq. 25: ``A = 1/I sum_{i=1..I} (f(x) - f(x(i)))`` along the last axis.
+    """Lapuschkin et al. 2016, eq. 25: ``A = 1/I sum_{i=1..I} (f(x) - f(x(i)))`` along the last axis.
 
     ``scores[..., 0]`` is the unperturbed ``f(x)``, ``scores[..., i]`` the score after step
     ``i``; needs at least one step.  Average the result over traces for the paper's ``A``.
@@ -364,8 +372,6 @@ def feature_traces(model: Any, feats: np.ndarray, target: int, *,
 # ---------------------------------------------------------------------------------------------
 def _targets(model: Any, images: list, target: Any) -> np.ndarray:
     """One class per image (``"pred"``: the top class) via :func:`lrpkit.explain.resolve_target`."""
-    from lrpkit.explain import resolve_target
-
     return resolve_target(model, images, target).cpu().numpy().astype(np.int64)
 
 
@@ -376,7 +382,7 @@ def resampling_experiment(model: Any, images: Any, target: Any = "pred", *,
                           image_ids: Sequence[str] | None = None,
                           config: Mapping[str, Any] | None = None,
                           progress: bool = True) -> xr.Dataset:
-    """Paper 000 Fig. 7: local-feature resampling traces for every image, order and repeat.
+    """Lapuschkin et al. 2016, Fig. 7: local-feature resampling traces for every image, order and repeat.
 
     Parameters
     ----------
@@ -408,7 +414,6 @@ def resampling_experiment(model: Any, images: Any, target: Any = "pred", *,
     from tqdm.auto import tqdm
 
     from lrpkit.fisher.sift import as_image_list
-    from lrpkit.results import make_attrs
 
     _check_model(model)
     rules = _rules(rules)

@@ -23,13 +23,21 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 import xarray as xr
 
-__all__ = ["TWIN_SPLITS", "TwinSplits", "twin_key", "load_twins", "image_scores", "per_class_ap",
-           "ap_by_split", "true_positive_pairs"]
+from .._geometry import input_geometry
+from ..data import VOCDataset
+from ..data import transforms as T
+from ..inputs import model_scores
+from .metrics import average_precision
+
+__all__ = ["TWIN_SPLITS", "TwinSplits", "twin_key", "load_twins", "dataset_twins", "image_scores",
+           "per_class_ap", "ap_by_split", "true_positive_pairs"]
 
 TWIN_SPLITS = ("test", "test_swapped", "test_untagged")
 
@@ -85,8 +93,6 @@ def load_twins(root: str | os.PathLike | Mapping[str, Any], splits: Sequence[str
             if split not in root:
                 raise FileNotFoundError(f"split {split!r} not in the given datasets {sorted(root)}")
             return root[split]
-        from ..data import VOCDataset
-
         return VOCDataset(root, split, classes=list(classes) if classes is not None else None)
 
     ref = dataset(splits[0])
@@ -125,27 +131,79 @@ def load_twins(root: str | os.PathLike | Mapping[str, Any], splits: Sequence[str
     return out
 
 
+def dataset_twins(dataset: Any, *, n_images: int | None = None, seed: int = 0) -> TwinSplits:
+    """The images of a loaded dataset (:class:`lrpkit.sources.DatasetSource`) to score, with
+    their counterfactual twins where the data has them.
+
+    lrpkit's scene set analysed on ``test`` (``dataset.source == "scenes"``): the test images
+    and their twins in ``test_swapped`` / ``test_untagged`` (:func:`load_twins`, rows keyed by
+    :func:`twin_key`; a twin split that is missing is left out with a warning).  Any other
+    data: its split alone, rows keyed by the image ids.  ``n_images`` random images
+    (``default_rng(seed)``, in index order; ``None``: all).
+    """
+    split = str(dataset.split)
+    if getattr(dataset, "source", None) == "scenes" and split == TWIN_SPLITS[0]:
+        splits = {split: dataset}
+        for s in TWIN_SPLITS[1:]:
+            try:
+                splits[s] = VOCDataset(dataset.root, s, classes=list(dataset.classes))
+            except FileNotFoundError as exc:
+                warnings.warn(f"dataset_twins: split {s!r} left out ({exc})", stacklevel=2)
+        return load_twins(splits, list(splits), n_images=n_images, seed=seed,
+                          classes=list(dataset.classes))
+    n = len(dataset.ids)
+    if n_images is None:
+        rows = np.arange(n)
+    else:
+        if int(n_images) < 1:
+            raise ValueError(f"n_images must be >= 1 or None, got {n_images!r}")
+        rows = np.sort(np.random.default_rng(seed).permutation(n)[:int(n_images)])
+    ids = [str(dataset.ids[i]) for i in rows]
+    out = TwinSplits([split], [str(c) for c in dataset.classes], ids)
+    out.ids[split] = ids
+    out.images[split] = [dataset[int(i)][0] for i in rows]
+    out.labels[split] = np.asarray(dataset.labels, np.float32)[rows]
+    ign = getattr(dataset, "ignore", None)
+    out.ignore[split] = (np.asarray(ign, bool)[rows] if ign is not None
+                         else np.zeros((len(rows), len(out.classes)), bool))
+    return out
+
+
+def _is_loaded_model(model: Any) -> bool:
+    """A :class:`lrpkit.sources.ModelSource` (duck-typed: the library does not import the
+    application): output ``classes``, its own ``transform`` and ``scores(images)``."""
+    return (not isinstance(model, torch.nn.Module) and callable(getattr(model, "scores", None))
+            and hasattr(model, "classes") and hasattr(model, "transform"))
+
+
 def image_scores(model: Any, images: Sequence[Any], *, batch_size: int = 64,
-                 size: int | None = None, crop: int | None = None) -> np.ndarray:
+                 size: int | None = None, crop: int | None = None,
+                 classes: Sequence[str] | None = None) -> np.ndarray:
     """Class scores ``(N, C)`` of ``model`` on a list of PIL images.
 
-    A torch module (the scene CNN) sees each image as at test time in paper 000 App. E:
+    A loaded model (:class:`lrpkit.sources.ModelSource`) sees each image through its own
+    preprocessing; with ``classes`` its outputs of those names are returned, in that order
+    (a model of more classes, e.g. ImageNet's 1000, read at the dataset's).
+
+    A torch module (the scene CNN) sees each image as at test time in Lapuschkin et al. 2016, App. E:
     scaled to its longest side ``size``, edge-padded to a square and centre-cropped to ``crop``
     (both default to the checkpoint's ``meta``); it runs in eval mode, in batches of
     ``batch_size``.  Any other model is asked for ``model.decision_function(images)`` (the
     Fisher-vector classifier encodes the whole image).
     """
-    import torch
-
     images = list(images)
+    if _is_loaded_model(model):
+        cols = (list(range(len(model.classes))) if classes is None
+                else [model.classes.index(c) if c in model.classes else -1 for c in classes])
+        if -1 in cols:
+            missing = [c for c, k in zip(classes, cols) if k < 0]
+            raise ValueError(f"model {model.name!r} has no output for class(es) {missing}")
+        if not images:
+            return np.zeros((0, len(cols)), np.float32)
+        return np.asarray(model.scores(images, batch_size=batch_size), np.float32)[:, cols]
     if isinstance(model, torch.nn.Module):
-        from ..data import transforms as T
-        from ..explain import model_scores
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        from ..heatmaps import input_geometry
-
         size, crop = input_geometry(model, size, crop)
         if not images:
             return np.zeros((0, 0), np.float32)
@@ -165,8 +223,6 @@ def per_class_ap(labels: Any, scores: Any, ignore: Any = None) -> np.ndarray:
     pairs).  Each column is :func:`lrpkit.evaluate.metrics.average_precision`, so classes without
     positives get what that function documents (NaN).
     """
-    from .metrics import average_precision
-
     labels, scores = np.asarray(labels), np.asarray(scores)
     if labels.ndim != 2 or labels.shape != scores.shape:
         raise ValueError(f"labels and scores must both be (N, C), got {labels.shape} and {scores.shape}")
@@ -216,7 +272,8 @@ def ap_by_split(models: Mapping[str, Any], twins: TwinSplits, *, reuse_identical
             scores[s, m, same] = scores[0, m, same]
             rows = [i for i in rows if not same[i]]
         if rows:
-            sc = image_scores(models[names[m]], [imgs[i] for i in rows], batch_size=batch_size)
+            sc = image_scores(models[names[m]], [imgs[i] for i in rows], batch_size=batch_size,
+                              classes=classes)
             if sc.shape != (len(rows), c):
                 raise ValueError(f"model {names[m]!r} gives scores of shape {sc.shape}, expected "
                                  f"({len(rows)}, {c}) for classes {classes}")
@@ -235,7 +292,8 @@ def ap_by_split(models: Mapping[str, Any], twins: TwinSplits, *, reuse_identical
         coords={"split": np.array(splits, dtype=str), "model": np.array(names, dtype=str),
                 "class": np.array(classes, dtype=str), "image": np.array(twins.keys, dtype=str)},
         attrs={"metric": "lrpkit.evaluate.metrics.average_precision per class; CNN on the centre crop "
-                         "(paper 000 App. E), other models via decision_function on the whole image"})
+                         "(Lapuschkin et al. 2016, App. E), other models via decision_function on "
+                         "the whole image"})
     ds["ap"].attrs["description"] = "average precision per class"
     return ds
 
@@ -243,8 +301,8 @@ def ap_by_split(models: Mapping[str, Any], twins: TwinSplits, *, reuse_identical
 def true_positive_pairs(labels: Any, scores: Any, n: int, seed: int = 0) -> list[tuple[int, int]]:
     """Up to ``n`` (image, class) pairs the model gets right, spread evenly over the classes.
 
-    A true positive is a present class scored ``> 0`` (paper 000 App. D resamples true-positive
-    predictions).  Each class's true positives are shuffled with ``default_rng(seed)``; pairs are
+    A true positive is a present class scored ``> 0`` (Lapuschkin et al. 2016, App. D, resample
+    true-positive predictions).  Each class's true positives are shuffled with ``default_rng(seed)``; pairs are
     then taken one class at a time in turn until ``n`` are chosen or all are used.  Without any
     true positive (an untrained model) the highest-scored positive image of each class is
     returned instead (at most ``n``).

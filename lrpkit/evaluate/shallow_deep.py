@@ -19,15 +19,20 @@ image, FV-LRP) and the scene CNN (centre crop, LRP via :func:`lrpkit.explain`)::
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
 
+from ..heatmaps import (cnn_heatmaps, fv_heatmap, grow_box, input_geometry, normalized_average,
+                        source_heatmaps)
 from .context import box_mask, box_share, box_to_crop, outside_inside_ratio
 
-__all__ = ["MapModel", "fv_map_model", "cnn_map_model", "class_average_heatmaps", "tag_relevance"]
+__all__ = ["MapModel", "fv_map_model", "cnn_map_model", "source_map_model", "map_key",
+           "class_average_heatmaps", "tag_relevance"]
 
 
 def _identity_boxes(boxes: Any, image_size: Sequence[int]) -> np.ndarray:
@@ -50,8 +55,6 @@ class MapModel:
 
 def fv_map_model(explainer: Any, name: str = "FV", resolution: str = "feature") -> MapModel:
     """The Fisher-vector model through a :class:`lrpkit.fisher.FisherLRP`: maps on the whole image."""
-    from ..heatmaps import fv_heatmap
-
     def maps(images, target):
         out = [fv_heatmap(explainer, im, target, resolution=resolution) for im in images]
         return [m for m, _ in out], np.array([f for _, f in out], dtype=np.float64)
@@ -63,8 +66,6 @@ def cnn_map_model(model: Any, name: str = "CNN", size: int | None = None, crop: 
                   **params: Any) -> MapModel:
     """The scene CNN on its centre crop (:func:`lrpkit.heatmaps.cnn_heatmaps` with ``params``);
     boxes are mapped into the crop with :func:`lrpkit.evaluate.box_to_crop` (clipped)."""
-    from ..heatmaps import cnn_heatmaps, input_geometry
-
     size, crop = input_geometry(model, size, crop)
 
     def maps(images, target):
@@ -75,6 +76,44 @@ def cnn_map_model(model: Any, name: str = "CNN", size: int | None = None, crop: 
         return box_to_crop(b, image_size, size, crop)
 
     return MapModel(name, maps, boxes)
+
+
+def source_map_model(source: Any, classes: Sequence[str] | None = None, name: str | None = None,
+                     fv_params: Mapping[str, Any] | None = None, **params: Any) -> MapModel:
+    """A loaded model (:class:`lrpkit.sources.ModelSource`) as a :class:`MapModel`.
+
+    ``classes``: the class order the analyses use (class index = position; default the
+    model's own), each read at the model's output of that name.  A torch model is explained on
+    its own input (:func:`lrpkit.heatmaps.source_heatmaps` with ``params``: ``method``,
+    ``composite`` ...; boxes mapped with :meth:`~lrpkit.sources.ModelSource.input_boxes`); the
+    Fisher-vector model with FV-LRP on the whole image (:class:`lrpkit.fisher.FisherLRP` with
+    ``fv_params``, e.g. ``rule="epsilon", epsilon=100.0``, Lapuschkin et al. 2016, App. C).
+    """
+    pos = {c: i for i, c in enumerate(source.classes)}
+    classes = list(source.classes) if classes is None else [str(c) for c in classes]
+    missing = [c for c in classes if c not in pos]
+    if missing:
+        raise ValueError(f"model {source.name!r} has no output for class(es) {missing}")
+    cols = [pos[c] for c in classes]
+    name = name or source.name
+    if not source.is_torch:
+        from ..fisher import FisherLRP
+
+        inner = fv_map_model(FisherLRP(source.model, **dict(fv_params or {})), name)
+        return MapModel(name, lambda images, target: inner.maps(images, cols[int(target)]))
+
+    def maps(images, target):
+        r = source_heatmaps(source, images, cols[int(target)], **params)
+        return list(r.relevance), np.asarray(r.scores, dtype=np.float64)
+
+    return MapModel(name, maps, source.input_boxes)
+
+
+def map_key(name: str) -> str:
+    """The variable-name part of a model's name in :func:`class_average_heatmaps`' results
+    (``avg_heatmap_<key>``): lower case, runs of other characters than letters and digits as
+    ``_`` (``"scene CNN"`` -> ``"scene_cnn"``)."""
+    return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_") or "model"
 
 
 def _ratio(R: np.ndarray, boxes: np.ndarray) -> float:
@@ -103,8 +142,10 @@ def _image_size(image: Any) -> tuple[int, int]:
 def class_average_heatmaps(models: Sequence[MapModel],
                            samples: Mapping[str, Sequence[tuple[Any, Any]]],
                            classes: Sequence[str] | None = None, max_samples: int | None = None,
-                           progress: bool = False) -> xr.Dataset:
-    """Per class and model: the normalised average heatmap and ``mu`` per image (paper 000 Fig. 5-6).
+                           progress: bool = False,
+                           image_ids: Mapping[str, Sequence[str]] | None = None) -> xr.Dataset:
+    """Per class and model: the normalised average heatmap and ``mu`` per image (Lapuschkin et al.
+    2016, Fig. 5-6).
 
     ``samples``: ``{class: [(image, boxes of that class), ...]}`` (boxes ``(M, 4)`` in image
     pixels); each model explains the class for each of its images.  Every map is divided by
@@ -115,12 +156,12 @@ def class_average_heatmaps(models: Sequence[MapModel],
 
     ``classes``: the class order (default ``samples``' keys; class index = position, the target
     explained); ``max_samples`` caps the images per class.  Returns an ``xr.Dataset``:
-    ``avg_heatmap_<model>`` (``class``, ``<model>_y``, ``<model>_x``), ``context_ratio``
-    (``class``, ``model``, ``sample``; NaN-padded), ``context_ratio_median`` (``class``,
-    ``model``) and ``n_average`` (``class``).
+    ``avg_heatmap_<key>`` (``class``, ``<key>_y``, ``<key>_x``; ``key``: :func:`map_key` of the
+    model's name), ``context_ratio`` (``class``, ``model``, ``sample``; NaN-padded),
+    ``context_ratio_median`` (``class``, ``model``) and ``n_average`` (``class``); with
+    ``image_ids`` (``{class: [id of each sample]}``) also ``image_id`` (``class``, ``sample``;
+    ``""`` where a class has fewer samples).
     """
-    from ..heatmaps import normalized_average
-
     if not models:
         raise ValueError("models must hold at least one MapModel")
     classes = list(samples) if classes is None else [str(c) for c in classes]
@@ -152,7 +193,7 @@ def class_average_heatmaps(models: Sequence[MapModel],
         got = [x for x in maps_of[model.name] if x is not None]
         shape = got[0].shape if got else (1, 1)
         arr = np.stack([x if x is not None else np.zeros(shape) for x in maps_of[model.name]])
-        key = model.name.lower()
+        key = map_key(model.name)
         data[f"avg_heatmap_{key}"] = (("class", f"{key}_y", f"{key}_x"), arr)
     ratio = xr.DataArray(mu, dims=("class", "model", "sample"),
                          coords={"class": classes, "model": [m.name for m in models]})
@@ -160,25 +201,34 @@ def class_average_heatmaps(models: Sequence[MapModel],
     ds["context_ratio"] = ratio
     ds["context_ratio_median"] = ratio.median("sample", skipna=True)
     ds["n_average"] = ("class", np.array([len(per[c]) for c in classes], dtype=np.int64))
-    ds["context_ratio"].attrs["description"] = "outside-inside relevance ratio mu per image (paper 000 eq. 11)"
+    if image_ids is not None:
+        ids = np.full((len(classes), n_max), "", dtype=object)
+        for r, c in enumerate(classes):
+            got = [str(i) for i in list(image_ids.get(c, []))[:len(per[c])]]
+            if len(got) != len(per[c]):
+                raise ValueError(f"image_ids[{c!r}] names {len(got)} images for {len(per[c])} samples")
+            ids[r, :len(got)] = got
+        ds["image_id"] = (("class", "sample"), ids.astype(str))
+    ds["context_ratio"].attrs["description"] = ("outside-inside relevance ratio mu per image "
+                                                "(Lapuschkin et al. 2016, eq. 11)")
     return ds
 
 
 def tag_relevance(models: Sequence[MapModel], cases: Sequence[tuple[str, Any, Any, Sequence[float]]],
                   target: int, margin: int = 8, versions: Sequence[str] = ("test", "test_untagged"),
                   progress: bool = False) -> xr.Dataset:
-    """Share of positive relevance on a tag, with the tag and without it (paper 000 Fig. 5, right).
+    """Share of positive relevance on a tag, with the tag and without it (Lapuschkin et al. 2016,
+    Fig. 5, right).
 
     ``cases``: ``(case_id, tagged image, untagged twin, tag box (x0, y0, x1, y1))``; each model
     explains class ``target`` on both versions.  Per model and version: the share of positive
     relevance inside the tag box and inside the box grown by ``margin`` pixels
     (:func:`lrpkit.evaluate.box_share`; boxes mapped into the model's input), and the explained
-    score.  A box that maps to no pixel of a model's input gives NaN.  Returns an ``xr.Dataset`` with ``tag_share`` (``case``, ``model``, ``version``,
+    score.  A box that maps to no pixel of a model's input gives NaN.  Returns an ``xr.Dataset``
+    with ``tag_share`` (``case``, ``model``, ``version``,
     ``region``), ``score`` (``case``, ``model``, ``version``) and ``tag_area_share`` (``case``,
     ``model``: the tag box's share of the map's area, what a uniform map would put there).
     """
-    from ..heatmaps import grow_box
-
     if not models:
         raise ValueError("models must hold at least one MapModel")
     if len(versions) != 2:

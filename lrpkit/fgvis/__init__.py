@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..explain import register
+from ..registry import register
 from ..params import Options, declare, forwards, parameters
 from . import baselines, defence, games
 from .baselines import gradcam, occlusion
@@ -40,7 +40,7 @@ _PAPER = ("Wagner et al., Interpretable and Fine-Grained Visual Explanations for
 
 
 @register("fgvis", paper=_PAPER, replace=True)
-@forwards(fgvis, skip=("progress",))
+@forwards(fgvis)
 @declare(output=Options("mask", "relevance"))
 def fgvis_map(model, x, target, *, output: str = "mask", **params: Any) -> torch.Tensor:
     """FGVis mask or evidence map (N, C, H, W) in [0, 1] of the chosen game (Wagner et al. 2019, eq. 1-3;
@@ -59,7 +59,8 @@ def fgvis_map(model, x, target, *, output: str = "mask", **params: Any) -> torch
 
 
 register("occlusion", paper="Zeiler & Fergus 2014", replace=True)(occlusion)
-register("gradcam", paper="Selvaraju et al. 2017", replace=True)(gradcam)
+# Grad-CAM hooks the feature layer (register_forward_hook), which a TorchScript module refuses
+register("gradcam", paper="Selvaraju et al. 2017", replace=True, scriptable=False)(gradcam)
 
 
 def params_from_config(cfg) -> dict[str, Any]:

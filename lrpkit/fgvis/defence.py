@@ -15,11 +15,15 @@ zeroed elsewhere, ``gamma = gamma_bar * [h(e) <= b_u] * [h(e) >= b_l]``.  The fo
 the identity (the model's outputs are unchanged, bit for bit).
 
 Implementation: a :class:`torch.overrides.TorchFunctionMode` active around the model's forward
-intercepts the activation functions wherever they are called (``nn.ReLU`` and friends as
-well as ``F.relu`` / ``torch.relu`` inside ``forward``), so the model gets no hooks and no
-new modules.  A recording pass on ``x`` stores ``h(x)`` of every call in call order; in the
-explanation's forward the ``k``-th call is matched with the ``k``-th recorded activation (a
-model whose forward calls a different sequence of nonlinearities raises ``RuntimeError``).
+intercepts the activation functions wherever they are called -- every activation declared in
+:mod:`lrpkit._activations`: rectifiers (ReLU, ReLU6, hard-tanh, ``clamp``), leaky ones, gated
+ones (SiLU, GELU, Hardswish, Mish) and squashing ones (Sigmoid, Hardsigmoid, Tanh), as modules
+(``nn.ReLU6`` ...) and as functions (``F.relu`` / ``torch.relu`` / ``F.silu`` ... inside
+``forward``) -- so the model gets no hooks and no new modules.  Calls on non-floating tensors
+(a clamp of integer indices) are not neurons and pass untouched.  A recording pass on ``x``
+stores ``h(x)`` of every call in call order; in the explanation's forward the ``k``-th call
+is matched with the ``k``-th recorded activation (a model whose forward calls a different
+sequence of nonlinearities raises ``RuntimeError``).
 In-place activations (``nn.ReLU(inplace=True)``) are computed out of place; their returned
 value is the same.  An activation whose output is the model's output (e.g. a final sigmoid)
 is not clipped ("besides the final classification layer").  ReLU takes a fused path (one
@@ -27,53 +31,20 @@ autograd node: ``g * [0 < z <= h(x)]``); other activations a gate node after the
 """
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+
+from .._activations import FUNCTIONS, activation_input, out_of_place
 
 __all__ = ["Defence", "NONLINEARITIES"]
 
-_RELU = {F.relu, torch.relu, torch.Tensor.relu, torch.relu_, torch.Tensor.relu_, F.relu_}
-_OTHER = {F.leaky_relu, F.leaky_relu_, F.elu, F.elu_, F.selu, F.celu, F.gelu, F.silu, F.mish,
-          F.relu6, F.hardtanh, F.hardtanh_, F.hardswish, F.hardsigmoid, F.softplus, F.sigmoid,
-          F.tanh, F.logsigmoid, torch.sigmoid, torch.Tensor.sigmoid, torch.tanh,
-          torch.Tensor.tanh, torch.sigmoid_, torch.Tensor.sigmoid_, torch.tanh_,
-          torch.Tensor.tanh_, torch.selu, torch.celu, torch.rrelu, F.rrelu}
-#: The intercepted activation functions (all calls after which eq. 4 is enforced).
-NONLINEARITIES = frozenset(_RELU | _OTHER)
-
-_SIGS: dict[Callable, inspect.Signature | None] = {}
-
-
-def _out_of_place(func: Callable, args: tuple, kwargs: dict) -> torch.Tensor:
-    """Call ``func`` with ``inplace=False`` when it has such an argument (same values)."""
-    if func in (torch.relu_, torch.Tensor.relu_, F.relu_):
-        return torch.relu(args[0])
-    if func in (torch.sigmoid_, torch.Tensor.sigmoid_):
-        return torch.sigmoid(args[0])
-    if func in (torch.tanh_, torch.Tensor.tanh_):
-        return torch.tanh(args[0])
-    if func is F.leaky_relu_:
-        return F.leaky_relu(*args, **kwargs)
-    if func is F.elu_:
-        return F.elu(*args, **kwargs)
-    if func is F.hardtanh_:
-        return F.hardtanh(*args, **kwargs)
-    if func not in _SIGS:
-        try:
-            _SIGS[func] = inspect.signature(func)
-        except (TypeError, ValueError):
-            _SIGS[func] = None
-    sig = _SIGS[func]
-    if sig is not None and "inplace" in sig.parameters:
-        bound = sig.bind(*args, **kwargs)
-        if bound.arguments.get("inplace"):
-            bound.arguments["inplace"] = False
-            return func(*bound.args, **bound.kwargs)
-    return func(*args, **kwargs)
+#: The intercepted activation functions (all calls after which eq. 4 is enforced): every
+#: functional form of :data:`lrpkit._activations.ACTIVATIONS` (rectifiers, leaky, gated and
+#: squashing activations; module forms dispatch to these).
+NONLINEARITIES = frozenset(FUNCTIONS)
+_RELU = frozenset(f for f, a in FUNCTIONS.items() if a.name == "ReLU")
 
 
 class _ClippedReLU(torch.autograd.Function):
@@ -106,7 +77,7 @@ class _Gate(torch.autograd.Function):
 
 
 class _Mode(TorchFunctionMode):
-    def __init__(self, owner: "Defence", phase: str):
+    def __init__(self, owner: Defence, phase: str):
         super().__init__()
         self.owner = owner
         self.phase = phase
@@ -116,11 +87,14 @@ class _Mode(TorchFunctionMode):
         kwargs = kwargs or {}
         if func not in NONLINEARITIES:
             return func(*args, **kwargs)
+        z = activation_input(args, kwargs)
+        if not (isinstance(z, torch.Tensor) and z.is_floating_point()):
+            return func(*args, **kwargs)     # e.g. a clamp of integer indices: not a neuron
         k = self.k
         self.k += 1
         own = self.owner
         if self.phase == "record":
-            y = _out_of_place(func, args, kwargs)
+            y = out_of_place(func, args, kwargs)
             own._refs.append(y.detach())
             return y
         if k >= len(own._refs):
@@ -128,14 +102,13 @@ class _Mode(TorchFunctionMode):
                                f"({k + 1}) than the recorded forward on the image ({len(own._refs)}); "
                                f"the model's control flow must not depend on its input")
         if k == own._output_index:
-            return _out_of_place(func, args, kwargs)
+            return out_of_place(func, args, kwargs)
         ref = own._ref(k)
         if func in _RELU:
-            z = args[0]
             if z.shape != ref.shape:
                 raise RuntimeError(own._shape_msg(k, z.shape, ref.shape))
             return _ClippedReLU.apply(z, ref)
-        y = _out_of_place(func, args, kwargs)
+        y = out_of_place(func, args, kwargs)
         if y.shape != ref.shape:
             raise RuntimeError(own._shape_msg(k, y.shape, ref.shape))
         gate = (y >= ref.clamp(max=0)) & (y <= ref.clamp(min=0))

@@ -10,7 +10,8 @@ Explanations for Convolutional Neural Networks", CVPR 2019.
 * :func:`faithfulness` - Sec. 5.1 / Table 2: the deletion metric (Petsiuk et al., "RISE",
   BMVC 2018) of FGVis (deletion game, ``1 - m`` as importance) against other heatmap methods.
 * :func:`channel_swap` / :func:`colour_bias` - Sec. 4.3 / Table A3: the share of correctly
-  classified images that keep their class after swapping colour channels (RGB -> RBG, -> GRB),
+  classified images that keep their class after the paper's colour swaps of BGR images (BGR -> RBG,
+  -> GRB: cyclic shifts, :data:`SWAPS`; RGB transpositions as a labelled extra),
   per class; and preservation-game masks: how much of each colour channel they keep.
 * :func:`tag_bias` - deletion-game mask mass inside the copyright-tag box for tagged images
   against their untagged twins (lrpkit's planted artefact, cf. Sec. 4.3 "Learned objects").
@@ -22,22 +23,44 @@ All experiments batch every image into one optimisation (one forward / backward 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 import xarray as xr
 from torch import nn
 
-from ..explain import check_input, explain, resolve_target
-from .games import GAMES, fgvis, frozen, make_reference
+from PIL import Image
 
-__all__ = ["defence_validation", "faithfulness", "deletion_curve", "channel_swap", "SWAPS",
+from .._freeze import frozen
+from .._geometry import input_geometry
+from .._version import __version__
+from ..data import VOCDataset, read_bias
+from ..data.scenes import tag_box
+from ..data.transforms import MEAN, STD, denormalize, normalize, to_tensor_batch
+from ..evaluate.context import box_mask, box_to_crop
+from ..evaluate.intervals import wilson_interval
+from ..evaluate.perturbation import deletion_insertion
+from ..explain import explain
+from ..inputs import check_input, resolve_target
+from .games import fgvis, make_reference
+
+__all__ = ["defence_validation", "faithfulness", "channel_swap", "SWAPS", "TRANSPOSITIONS",
            "colour_bias", "tag_bias", "load_split", "combine", "DEFAULT_FAITHFULNESS_METHODS"]
 
-#: channel orders of the colour-swap probe (paper Sec. 4.3), as indices into RGB
-SWAPS: dict[str, tuple[int, int, int]] = {"RBG": (0, 2, 1), "GRB": (1, 0, 2), "BGR": (2, 1, 0),
-                                          "GBR": (1, 2, 0), "BRG": (2, 0, 1), "RGB": (0, 1, 2)}
+#: The colour swaps of Table A3 (Wagner et al. 2019, Sec. 4.3) as indices into RGB channels.  The
+#: paper's network reads BGR (Caffe) images and swaps them to "RBG" and "GRB": the B, G, R slots
+#: receive R, B, G (resp. G, R, B), i.e. *cyclic shifts* in which every channel moves.  On an RGB
+#: image the same colour change is new (R, G, B) = old (G, B, R) for "RBG" and old (B, R, G) for
+#: "GRB" (a yellow bus turns violet / cyan; no colour keeps its hue).
+SWAPS: dict[str, tuple[int, int, int]] = {"RBG": (1, 2, 0), "GRB": (2, 0, 1)}
+
+#: Transpositions of two RGB channels (one channel stays): the probe lrpkit ran before reading the
+#: paper's BGR convention, kept as an extra, labelled set (R <-> G keeps a yellow bus yellow).
+TRANSPOSITIONS: dict[str, tuple[int, int, int]] = {"G<->B (transposition)": (0, 2, 1),
+                                                   "R<->G (transposition)": (1, 0, 2),
+                                                   "R<->B (transposition)": (2, 1, 0)}
 
 #: Table 2's comparison: method -> explain() parameters (FGVis: deletion game, 1 - m)
 DEFAULT_FAITHFULNESS_METHODS: dict[str, dict[str, Any]] = {
@@ -50,8 +73,6 @@ DEFAULT_FAITHFULNESS_METHODS: dict[str, dict[str, Any]] = {
 
 
 def _attrs(**params: Any) -> dict[str, Any]:
-    from .. import __version__
-
     out = {"lrpkit_version": __version__, "paper": "Wagner et al., CVPR 2019 (FGVis)"}
     for k, v in params.items():
         out[k] = v if isinstance(v, (str, int, float)) and not isinstance(v, bool) else json.dumps(v, default=str)
@@ -80,8 +101,11 @@ def defence_validation(model: nn.Module, x: torch.Tensor, labels: Any = None, *,
                        confidence: float = 0.9, max_images: int | None = None, steps: int = 60,
                        lr: float = 0.1, goal_score: float = 0.5, similarity: str = "prob",
                        reference: Any = "zero", patience: int | None = 15, seed: int = 0,
-                       ids: Sequence[str] | None = None, progress: bool = False) -> xr.Dataset:
+                       ids: Sequence[str] | None = None, classes: Sequence[str] | None = None,
+                       progress: bool = False) -> xr.Dataset:
     """Table 1 of the paper: how often the generation game reaches an adversarial class.
+
+    ``classes``: names of the model's outputs (default ``model.classes``, else ``"0"`` ...).
 
     Images: those of ``x`` whose top softmax score is ``>= confidence`` (the paper: 0.995 on
     ImageNet; the 6-class scene CNN is less peaked) and, with ``labels``, whose prediction is
@@ -90,7 +114,8 @@ def defence_validation(model: nn.Module, x: torch.Tensor, labels: Any = None, *,
     footnote 4).  Generation game (start ``m = 0``), no sparsity term, similarity on the
     target's softmax score, run with and without the defence; an image stops when it
     succeeds, or when its target score has not risen by 0.001 for ``patience`` steps (the
-    defended runs stall early: this saves most of their steps; ``None``: run all ``steps``).  Success ("the adversarial class was generated"): the explanation's arg-max is
+    defended runs stall early: this saves most of their steps; ``None``: run all ``steps``).
+    Success ("the adversarial class was generated"): the explanation's arg-max is
     ``c_A`` with a softmax score ``>= goal_score`` (the paper's adversarials reach ~1.0; on a
     6-class model a bare arg-max near the uniform grey image would be no evidence).
 
@@ -127,7 +152,7 @@ def defence_validation(model: nn.Module, x: torch.Tensor, labels: Any = None, *,
         steps_run.append(res.steps_run.numpy())
     img = [str(ids[i]) for i in sel.tolist()] if ids is not None else [str(i) for i in sel.tolist()]
     reached_a = np.stack(reached, 1)
-    classes = getattr(model, "classes", None)
+    classes = list(classes) if classes is not None else getattr(model, "classes", None)
     K = p.shape[1]
     pred_sel = pred[sel].numpy()
     by_pred = np.full((K, 2), np.nan)
@@ -158,44 +183,11 @@ def defence_validation(model: nn.Module, x: torch.Tensor, labels: Any = None, *,
 
 # ------------------------------------------------------------------------------- Table 2
 
-def deletion_curve(model: nn.Module, x: torch.Tensor, heatmap: torch.Tensor, target: Any, *,
-                   n_steps: int = 28, value: float = 0.0, batch_size: int = 256) -> torch.Tensor:
-    """The deletion curve of Petsiuk et al. (RISE, BMVC 2018) as used by FGVis Sec. 5.1.
-
-    Pixels are removed (all channels set to ``value``; 0 = the data-mean grey of the
-    normalised space) in order of decreasing channel-summed relevance, ``H W / n_steps``
-    pixels per step (ties broken by pixel index); returns the target's softmax score after
-    0 .. n_steps steps, ``(N, n_steps + 1)``.  AUC: the trapezoid mean over the curve.
-    """
-    x = check_input(x).detach()
-    t = resolve_target(model, x, target)
-    if heatmap.shape[0] != x.shape[0] or heatmap.shape[-2:] != x.shape[-2:]:
-        raise ValueError(f"heatmap of shape {tuple(heatmap.shape)} does not match x {tuple(x.shape)}")
-    N, C, H, W = x.shape
-    h = heatmap.detach().float()
-    h = h.sum(1) if h.dim() == 4 else h
-    order = torch.argsort(-h.reshape(N, -1), dim=1, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(H * W).expand(N, -1).contiguous())
-    rank = rank.view(N, 1, H, W)
-    bounds = [round(k * H * W / n_steps) for k in range(n_steps + 1)]
-    rows = torch.arange(N)
-    out = torch.empty(N, n_steps + 1)
-    with frozen(model), torch.no_grad():
-        per = max(1, batch_size // N)
-        for k0 in range(0, n_steps + 1, per):
-            ks = list(range(k0, min(n_steps + 1, k0 + per)))
-            xb = torch.stack([torch.where(rank < bounds[k], torch.as_tensor(value, dtype=x.dtype), x)
-                              for k in ks])
-            pb = model(xb.flatten(0, 1)).float().softmax(1).view(len(ks), N, -1)
-            out[:, ks] = pb[:, rows, t].T.cpu()
-    return out
-
-
 def faithfulness(model: nn.Module, x: torch.Tensor, target: Any = "pred", *,
                  methods: Mapping[str, Mapping[str, Any]] | Sequence[str] | None = None,
                  fgvis_params: Mapping[str, Any] | None = None, n_steps: int = 28,
-                 ids: Sequence[str] | None = None, progress: bool = False) -> xr.Dataset:
+                 ids: Sequence[str] | None = None, progress: bool = False,
+                 ties: str = "random", seed: int = 0) -> xr.Dataset:
     """Table 2: deletion-metric AUC (lower is better) of FGVis against other methods.
 
     ``methods``: ``{name: explain() parameters}`` or a list of registered names (default
@@ -203,8 +195,11 @@ def faithfulness(model: nn.Module, x: torch.Tensor, target: Any = "pred", *,
     sensitivity, occlusion, Grad-CAM).  A method name may carry a suffix after ``"@"``
     (``"lrp@epsilon"``) to run one registered method with two parameter sets.
     ``fgvis_params`` are added to FGVis' parameters (steps, lr ...).  The curves come from
-    ``lrpkit.evaluate.deletion_insertion`` (zero substrate, ``ceil(H W / n_steps)`` pixels per
-    step; :func:`deletion_curve` when that is missing).
+    :func:`lrpkit.evaluate.deletion_insertion` (zero substrate, ``ceil(H W / n_steps)`` pixels
+    per step, the target's softmax score).  ``ties``: how pixels of equal importance are ordered
+    (:func:`lrpkit.evaluate.perturbation.pixel_order`): ``"random"`` (default, seeded by ``seed``,
+    the same order for every method) - most pixels of an FGVis deletion mask are exactly 0, and
+    ``"index"`` (a stable sort) would delete them in raster order, top rows first.
 
     Returns a Dataset: ``curve`` (method, image, step: the deletion curve), ``auc`` (method,
     image: its trapezoid area over the deleted fraction), ``mean_auc`` (method),
@@ -217,10 +212,6 @@ def faithfulness(model: nn.Module, x: torch.Tensor, target: Any = "pred", *,
     if not isinstance(methods, Mapping):
         methods = {m: dict(DEFAULT_FAITHFULNESS_METHODS.get(m, {})) for m in methods}
     names = list(methods)
-    try:
-        from ..evaluate import deletion_insertion
-    except ImportError:  # the evaluation package without it: the local curve
-        deletion_insertion = None
     H, W = x.shape[-2:]
     sp = -(-H * W // int(n_steps))
     curves, ins_auc = [], []
@@ -234,15 +225,11 @@ def faithfulness(model: nn.Module, x: torch.Tensor, target: Any = "pred", *,
         if base == "fgvis":
             params = {**params, **dict(fgvis_params or {})}
         heat = explain(model, x, t, method=base, **params)
-        if deletion_insertion is not None:
-            di = deletion_insertion(model, x, heat, t, step_pixels=sp, substrate="zero")
-            curves.append(di["deletion"].values)
-            ins_auc.append(di["insertion_auc"].values)
-            frac = di["fraction"].values
-        else:
-            curves.append(deletion_curve(model, x, heat, t, n_steps=n_steps).numpy())
-            ins_auc.append(np.full(len(x), np.nan))
-            frac = np.arange(n_steps + 1) / n_steps
+        di = deletion_insertion(model, x, heat, t, step_pixels=sp, substrate="zero", ties=ties,
+                                seed=seed)
+        curves.append(di["deletion"].values)
+        ins_auc.append(di["insertion_auc"].values)
+        frac = di["fraction"].values
     curve = np.stack(curves)
     auc = np.trapezoid(curve, frac, axis=-1)
     img = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(x))]
@@ -256,45 +243,59 @@ def faithfulness(model: nn.Module, x: torch.Tensor, target: Any = "pred", *,
                 "fraction": ("step", frac)},
         attrs=_attrs(experiment="faithfulness (Table 2, deletion metric; lower is better)",
                      methods={k: dict(v) for k, v in methods.items()},
-                     fgvis_params=dict(fgvis_params or {}), n_steps=n_steps))
+                     fgvis_params=dict(fgvis_params or {}), n_steps=n_steps, ties=ties,
+                     seed=int(seed)))
 
 
 # ------------------------------------------------------------------------------- Sec. 4.3
 
-def channel_swap(x: torch.Tensor, order: str | Sequence[int]) -> torch.Tensor:
+def channel_swap(x: torch.Tensor, order: str | Sequence[int], *, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None) -> torch.Tensor:
     """Swap the colour channels of normalised images ``x``: back to RGB pixel space
     (:func:`lrpkit.data.transforms.denormalize`, no clamping), reorder, normalise again.
+    ``mean`` / ``std``: the model's normalisation ``(pixel - mean) / std`` (RGB, pixels in
+    ``[0, 1]``; default ImageNet's, :data:`lrpkit.data.transforms.MEAN` / ``STD``).
 
-    ``order``: a name of :data:`SWAPS` (``"RBG"``: R stays, G and B swap; ``"GRB"``: R and G
-    swap) or three channel indices.
+    ``order``: a name of :data:`SWAPS` (the paper's cyclic shifts ``"RBG"``, ``"GRB"``) or of
+    :data:`TRANSPOSITIONS` (two channels exchanged), or three channel indices (new channel ``i``
+    = old channel ``order[i]``).
     """
-    from ..data.transforms import denormalize, normalize
-
     if isinstance(order, str):
-        if order not in SWAPS:
-            raise ValueError(f"unknown channel order {order!r}; expected one of {tuple(SWAPS)}")
-        idx = SWAPS[order]
+        named = {**SWAPS, **TRANSPOSITIONS}
+        if order not in named:
+            raise ValueError(f"unknown channel order {order!r}; expected one of {tuple(named)}")
+        idx = named[order]
     else:
         idx = tuple(int(i) for i in order)
         if sorted(idx) != [0, 1, 2]:
             raise ValueError(f"order must be a permutation of (0, 1, 2), got {order!r}")
     x = check_input(x)
-    rgb = denormalize(x, clamp=False)
-    return normalize(rgb[:, list(idx)])
+    if mean is None and std is None:
+        rgb = denormalize(x, clamp=False)
+        return normalize(rgb[:, list(idx)])
+    m = torch.as_tensor(MEAN if mean is None else mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    s = torch.as_tensor(STD if std is None else std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    rgb = x * s + m
+    return (rgb[:, list(idx)] - m) / s
 
 
 def colour_bias(model: nn.Module, x: torch.Tensor, labels: Any, *,
                 classes: Sequence[str] | None = None, swaps: Sequence[str] = ("RBG", "GRB"),
                 mask_classes: Sequence[str] = ("bus", "car"), mask_images: int = 8,
                 boxes: Sequence[Any] | None = None, fgvis_params: Mapping[str, Any] | None = None,
-                ids: Sequence[str] | None = None, progress: bool = False) -> xr.Dataset:
+                ids: Sequence[str] | None = None, mean: Sequence[float] | None = None,
+                std: Sequence[float] | None = None, progress: bool = False) -> xr.Dataset:
     """The colour-bias probe of Sec. 4.3 / Table A3, and preservation masks per channel.
+
+    ``mean`` / ``std``: the model's input normalisation, for the swaps (:func:`channel_swap`).
 
     Part 1 (Table A3): an image is correctly classified when its arg-max is one of its
     ``labels`` (``(N, K)`` multi-hot or ``(N,)`` ints); for each class ``c`` the share of the
     images correctly classified as ``c`` that are still classified as ``c`` after each channel
-    swap (``kept`` (class, swap); ``n_correct`` (class); ``kept_mean`` averages the swaps as the
-    paper's 83.3 % / 8.3 %).
+    swap (``kept`` (class, swap) with its Wilson 95 % interval ``kept_low`` / ``kept_high``;
+    ``n_correct`` (class); ``kept_mean`` averages the paper's cyclic swaps (:data:`SWAPS`) as its
+    83.3 % / 8.3 %).  ``swaps`` may add :data:`TRANSPOSITIONS` (coordinate ``swap_kind`` labels
+    each swap ``"cyclic (paper)"``, ``"transposition (extra)"`` or ``"custom"``).
 
     Part 2 (Fig. 7): preservation-game masks (target = the class) for up to ``mask_images``
     correctly classified images of each of ``mask_classes``; per image and channel
@@ -315,21 +316,33 @@ def colour_bias(model: nn.Module, x: torch.Tensor, labels: Any, *,
         raise ValueError(f"classes has {len(classes)} names, the model {K} outputs")
     pred = p.argmax(1)
     ok = _labels_ok(pred, labels)
+    swaps = [str(sw) for sw in swaps]
     kept = np.full((K, len(swaps)), np.nan)
+    bounds = np.full((2, K, len(swaps)), np.nan)
     n_correct = np.zeros(K, dtype=np.int64)
     for si, sw in enumerate(swaps):
-        pred_sw = _scores(model, channel_swap(x, sw)).argmax(1)
+        pred_sw = _scores(model, channel_swap(x, sw, mean=mean, std=std)).argmax(1)
         for c in range(K):
             sel = ok & (pred == c)
             n_correct[c] = int(sel.sum())
             if n_correct[c]:
-                kept[c, si] = float((pred_sw[sel] == c).float().mean())
+                k_c = int((pred_sw[sel] == c).sum())
+                iv = wilson_interval(k_c, n_correct[c])
+                kept[c, si], bounds[:, c, si] = iv.estimate, (iv.low, iv.high)
+    kind = ["cyclic (paper)" if sw in SWAPS else "transposition (extra)" if sw in TRANSPOSITIONS
+            else "custom" for sw in swaps]
+    paper = np.array([kd == "cyclic (paper)" for kd in kind]) if "cyclic (paper)" in kind \
+        else np.ones(len(swaps), bool)
     data: dict[str, Any] = {
         "kept": (("class", "swap"), kept),
-        "kept_mean": ("class", np.array([np.nan if np.isnan(k).all() else np.nanmean(k) for k in kept])),
+        "kept_low": (("class", "swap"), bounds[0]),
+        "kept_high": (("class", "swap"), bounds[1]),
+        "kept_mean": ("class", np.array([np.nan if np.isnan(k[paper]).all() else np.nanmean(k[paper])
+                                         for k in kept])),
         "n_correct": ("class", n_correct),
     }
-    coords: dict[str, Any] = {"class": classes, "swap": list(swaps), "channel": ["R", "G", "B"]}
+    coords: dict[str, Any] = {"class": classes, "swap": swaps, "swap_kind": ("swap", kind),
+                              "channel": ["R", "G", "B"]}
     # part 2: preservation masks
     rows, mclass = [], []
     for name in mask_classes:
@@ -348,8 +361,6 @@ def colour_bias(model: nn.Module, x: torch.Tensor, labels: Any, *,
         m = res.mask.numpy()
         region = np.ones(m.shape[:1] + m.shape[2:], bool)
         if boxes is not None:
-            from ..evaluate.context import box_mask
-
             for j, i in enumerate(rows):
                 if boxes[i] is not None:
                     region[j] = box_mask(m.shape[2:], boxes[i])
@@ -392,8 +403,6 @@ def tag_bias(model: nn.Module, x_tagged: torch.Tensor, x_untagged: torch.Tensor,
     scores of the explanation and of the image; and ``box_fraction``: the box's share of the
     image (the share expected without preference).
     """
-    from ..evaluate.context import box_mask
-
     xt = check_input(x_tagged, "x_tagged").detach()
     xu = check_input(x_untagged, "x_untagged").detach()
     if xt.shape != xu.shape:
@@ -433,24 +442,24 @@ def tag_bias(model: nn.Module, x_tagged: torch.Tensor, x_untagged: torch.Tensor,
 # ------------------------------------------------------------------------------- data
 
 def load_split(root: Any, split: str, model: nn.Module, *, n: int | None = None,
-               ids: Sequence[str] | None = None) -> dict[str, Any]:
+               ids: Sequence[str] | None = None, transform: Any = None,
+               box_map: Any = None) -> dict[str, Any]:
     """Images of a generated scene split as model inputs, with labels and boxes in the crop.
 
     Returns ``{"x": (N, 3, c, c) tensor, "labels": (N, K) multi-hot, "ids": [...],
     "classes": [...], "objects": [[(class, box in crop px), ...] per image],
     "tag_box": [box in crop px or None per image]}``; ``size`` / ``crop`` come from
-    ``model.meta`` (the model's preprocessing), ``n`` takes the first ``n`` images.
+    ``model.meta`` (the model's preprocessing, :func:`lrpkit.heatmaps.input_geometry`), ``n``
+    takes the first ``n`` images.  Another model's preprocessing: ``transform`` (PIL image ->
+    input tensor) with ``box_map(boxes, (width, height))`` -> boxes in input pixels (e.g. a
+    :class:`lrpkit.sources.ModelSource`'s ``transform`` and ``input_boxes``).
     """
-    from PIL import Image
-
-    from ..data import VOCDataset, read_bias
-    from ..data.scenes import tag_box
-    from ..data.transforms import DEFAULT_CROP, DEFAULT_SIZE, to_tensor_batch
-    from ..evaluate.context import box_to_crop
-
-    meta = getattr(model, "meta", {}) or {}
-    size = int(meta.get("size", DEFAULT_SIZE))
-    crop = int(meta.get("input_size", getattr(model, "input_size", DEFAULT_CROP)))
+    if (transform is None) != (box_map is None):
+        raise ValueError("transform and box_map go together: pass both or neither")
+    if transform is None:
+        size, crop = input_geometry(model)
+        transform = lambda im: to_tensor_batch([im], size, crop)[0]  # noqa: E731
+        box_map = lambda b, wh: box_to_crop(b, wh, size, crop)  # noqa: E731
     ds = VOCDataset(root, split)
     if ids is not None:
         pos = {k: i for i, k in enumerate(ds.ids)}
@@ -466,17 +475,17 @@ def load_split(root: Any, split: str, model: nn.Module, *, n: int | None = None,
             ims.append(im.convert("RGB"))
             sizes.append(im.size)
         out_ids.append(ds.ids[i])
-    x = to_tensor_batch(ims, size, crop)
+    x = torch.stack([transform(im) for im in ims]) if ims else torch.empty(0)
     labels = np.asarray(ds.labels)[index] if getattr(ds, "labels", None) is not None else None
     bias = read_bias(root)
     bias = bias[bias["image_id"].isin(out_ids)]
     objects, tags = [], []
-    for k, (iid, wh) in enumerate(zip(out_ids, sizes)):
+    for iid, wh in zip(out_ids, sizes):
         rows = bias[bias["image_id"] == iid]
-        objs = [(r["class"], tuple(box_to_crop([r["xmin"], r["ymin"], r["xmax"], r["ymax"]], wh, size, crop)[0]))
+        objs = [(r["class"], tuple(box_map([r["xmin"], r["ymin"], r["xmax"], r["ymax"]], wh)[0]))
                 for _, r in rows.iterrows()]
         objects.append(objs)
-        tb = box_to_crop(tag_box(*wh), wh, size, crop)[0]
+        tb = box_map(tag_box(*wh), wh)[0]
         has_tag = bool(len(rows)) and int(rows["tag"].iloc[0]) == 1
         tags.append((tuple(tb), has_tag))
     return {"x": x, "labels": labels, "ids": out_ids, "classes": list(ds.classes),

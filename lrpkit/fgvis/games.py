@@ -62,17 +62,16 @@ The defence of Sec. 3.2 (:mod:`lrpkit.fgvis.defence`) is on by default.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..explain import check_input, eval_mode, resolve_target
+from .._blur import gaussian_blur
+from .._freeze import frozen
 from .._progress import iterate
+from ..inputs import check_input, resolve_target
 from ..params import Boolean, InstanceOf, Interval, IsCallable, Options, declare
 from .defence import Defence
 
@@ -106,37 +105,6 @@ class FGVisResult:
     defence: bool = True
 
 
-@contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and ``requires_grad=False`` on every parameter for the duration.
-
-    Every flag (training per module, ``requires_grad`` per parameter) is restored in a
-    ``finally``, also after an exception; parameters' ``.grad`` are never written.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        with eval_mode(model):
-            yield model
-    finally:
-        for p, f in flags:
-            p.requires_grad_(f)
-
-
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    r = max(1, int(round(3 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    C = x.shape[1]
-    pad = F.pad(x, (r, r, r, r), mode="reflect" if min(x.shape[-2:]) > r else "replicate")
-    out = F.conv2d(pad, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    return F.conv2d(out, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
-
-
 def make_reference(x: torch.Tensor, reference: Any = "zero", *, seed: int = 0,
                    blur_sigma: float | None = None) -> torch.Tensor:
     """The reference image ``r`` of eq. 1 for a batch ``x`` (model input space).
@@ -161,7 +129,7 @@ def make_reference(x: torch.Tensor, reference: Any = "zero", *, seed: int = 0,
         sigma = float(blur_sigma) if blur_sigma is not None else x.shape[-1] / 22.4
         if not sigma > 0:
             raise ValueError(f"blur_sigma must be > 0, got {blur_sigma!r}")
-        return _gaussian_blur(x, sigma)
+        return gaussian_blur(x, sigma)
     if reference == "noise":
         g = torch.Generator().manual_seed(int(seed))
         return torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)

@@ -1,4 +1,5 @@
-"""Fisher-vector classifiers and LRP for them (paper 000 Sec. 4-5, App. A-C; paper 001 Sec. 3).
+"""Fisher-vector classifiers and LRP for them (Lapuschkin et al. 2016, Sec. 4-5, App. A-C;
+Bach et al. 2016, Sec. 3).
 
 Pipeline: :func:`dense_sift` (:mod:`.sift`) -> PCA -> diagonal GMM -> improved Fisher vector
 (:class:`FisherVectorEncoder`, :mod:`.encoder`) -> one-vs-rest linear SVMs
@@ -17,15 +18,3 @@ __all__ = ["Frames", "dense_sift", "to_grey", "FisherVectorEncoder", "FisherVect
            "evaluate", "fv_contributions", "improve", "load_fisher", "posteriors",
            "raw_fisher_vector", "save_fisher", "RULES", "FisherLRP", "FVRelevance",
            "feature_relevance", "parse_rule", "pixel_map", "project_to_sift", "rule_name"]
-
-# moved to lrpkit.pipeline (config -> model); the old names keep working
-_MOVED = {"fit_fisher_from_config": "fit_fisher_from_config", "model_path": "fisher_path",
-          "classifier_from_config": "fisher_classifier", "load_split": "load_images"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from lrpkit import pipeline
-
-        return getattr(pipeline, _MOVED[name])
-    raise AttributeError(f"module 'lrpkit.fisher' has no attribute {name!r}")

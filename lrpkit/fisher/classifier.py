@@ -1,4 +1,4 @@
-"""One-vs-rest linear SVMs on improved Fisher vectors (paper 000 Sec. 4, App. B), their
+"""One-vs-rest linear SVMs on improved Fisher vectors (Lapuschkin et al. 2016, Sec. 4, App. B), their
 persistence and their per-class average precision.
 
 ``f_c(x) = w_c . Phi(x) + b_c`` with ``Phi`` the improved FV of
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from .._average_precision import ap_dataset, mean_average_precision
+from ..results import atomic_path, save_dataset
 from .encoder import FisherVectorEncoder
 from .sift import as_image_list
 
@@ -46,7 +49,7 @@ def _as_targets(Y: Any, n: int) -> np.ndarray:
 
 
 class FisherVectorClassifier(ClassifierMixin, BaseEstimator):
-    """One-vs-rest linear SVMs on improved Fisher vectors (paper 000 Sec. 4, App. B).
+    """One-vs-rest linear SVMs on improved Fisher vectors (Lapuschkin et al. 2016, Sec. 4, App. B).
 
     ``f_c(x) = w_c . Phi(x) + b_c`` with ``Phi`` the improved FV (power 0.5, L2), which is the
     Hellinger-kernel SVM of App. B.
@@ -71,35 +74,14 @@ class FisherVectorClassifier(ClassifierMixin, BaseEstimator):
         self.class_names = class_names
         self.random_state = random_state
 
-    @classmethod
-    def from_config(cls, fisher: Any, class_names: Sequence[str] | None = None,
-                    random_state: int | None = 0) -> "FisherVectorClassifier":
-        """An unfitted classifier (and encoder) from the ``fisher`` config section
-        (:class:`lrpkit.config.FisherConfig` or a mapping of some of its keys); the SVM keys
-        ``C``, ``loss``, ``max_iter`` go to the classifier, the others to the encoder."""
-        from lrpkit.config import FisherConfig
-
-        sec = fisher if isinstance(fisher, FisherConfig) else FisherConfig.from_mapping(fisher)
-        svm_keys = ("C", "loss", "max_iter")
-        enc_keys = FisherVectorEncoder._get_param_names()
-        unused = set(sec) - set(svm_keys) - set(enc_keys)
-        if unused:  # a new config field that no estimator takes: wire it up, never drop it
-            raise ValueError(f"fisher config key(s) {sorted(unused)} are used by neither "
-                             f"FisherVectorEncoder nor the SVMs")
-        enc = FisherVectorEncoder(**{k: (tuple(v) if k == "bin_sizes" else v) for k, v in sec.items()
-                                     if k in enc_keys and k != "random_state"},
-                                  random_state=random_state)
-        return cls(enc, **{k: sec[k] for k in svm_keys}, class_names=class_names,
-                   random_state=random_state)
-
-    def fit(self, images: Any, Y: Any) -> "FisherVectorClassifier":
+    def fit(self, images: Any, Y: Any) -> FisherVectorClassifier:
         """Fit the encoder on ``images`` and one SVM per column of multi-hot ``Y`` (N, classes)."""
         imgs = as_image_list(images)
         enc = clone(self.encoder) if self.encoder is not None else FisherVectorEncoder()
         self.encoder_ = enc.fit(imgs)
         return self.fit_fv(self.encoder_.transform(imgs), Y)
 
-    def fit_fv(self, fv: np.ndarray, Y: Any) -> "FisherVectorClassifier":
+    def fit_fv(self, fv: np.ndarray, Y: Any) -> FisherVectorClassifier:
         """Fit only the SVMs on improved FVs ``(N, dims)`` (the encoder must be set)."""
         from sklearn.svm import LinearSVC
 
@@ -124,8 +106,12 @@ class FisherVectorClassifier(ClassifierMixin, BaseEstimator):
                              else [str(c) for c in range(n_cls)])
         return self
 
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted: the encoder and the SVMs (scikit-learn's ``check_is_fitted`` protocol)."""
+        return all(hasattr(self, a) for a in ("coef_", "intercept_", "encoder_"))
+
     def _check_fitted(self) -> None:
-        check_is_fitted(self, ["coef_", "intercept_", "encoder_"])
+        check_is_fitted(self)
 
     def score_fv(self, fv: np.ndarray) -> np.ndarray:
         """Scores ``(N, classes)`` of **improved** FVs ``(N, dims)`` (or one ``(dims,)``).
@@ -161,8 +147,6 @@ class FisherVectorClassifier(ClassifierMixin, BaseEstimator):
         without positives are left out of the mean (``NaN`` if no class has one);
         ``sample_weight`` is not supported.
         """
-        from lrpkit.evaluate.metrics import mean_average_precision
-
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported by the mAP score")
         s = self.decision_function(images)
@@ -172,8 +156,6 @@ class FisherVectorClassifier(ClassifierMixin, BaseEstimator):
 def save_fisher(model: FisherVectorClassifier, path: str | os.PathLike) -> Path:
     """Save a fitted model with joblib, atomically."""
     import joblib
-
-    from lrpkit.results import atomic_path
 
     if not isinstance(model, FisherVectorClassifier):
         raise TypeError(f"model must be a FisherVectorClassifier, got {type(model).__name__}")
@@ -210,9 +192,6 @@ def evaluate(model: FisherVectorClassifier, images: Any, Y: Any,
     Written atomically to ``path`` (netCDF) when given.  ``fv``: improved FVs of ``images``
     already computed (then ``images`` may be ``None``).
     """
-    from lrpkit.evaluate.metrics import ap_dataset
-    from lrpkit.results import save_dataset
-
     s = model.score_fv(fv) if fv is not None else model.decision_function(images)
     Yb = _as_targets(Y, s.shape[0])
     names = list(map(str, class_names if class_names is not None else model.class_names_))

@@ -1,6 +1,6 @@
 """Fisher-vector pipeline: dense SIFT -> PCA -> diagonal GMM -> improved FV -> linear SVMs.
 
-Layout and normalisation (paper 000, App. A, eq. 12-13) follow
+Layout and normalisation (Lapuschkin et al. 2016, App. A, eq. 12-13) follow
 ``skimage.feature.fisher_vector`` exactly, so that
 ``improve(fv_contributions(l, gmm).mean(0)) == skimage.feature.fisher_vector(l, gmm, improved=True)``
 (tested to 1e-6).  For ``K`` components and ``D`` PCA dimensions the FV has
@@ -24,7 +24,7 @@ aggregation"); the **improved FV** is ``improve(raw) = sign(raw) |raw|^0.5 / ||.
 The classifier (one-vs-rest linear SVMs on these vectors) is in :mod:`lrpkit.fisher.classifier`;
 building, fitting and saving the default model from a config in :mod:`lrpkit.pipeline`.
 
-API for local-feature resampling (paper 000, App. D, Algorithm 1)::
+API for local-feature resampling (Lapuschkin et al. 2016, App. D, Algorithm 1)::
 
     feats, frames = clf.encoder_.local_features(image)     # (M, D) PCA-reduced, Frames
     psi = fv_contributions(feats, clf.encoder_.gmm_)         # (M, K (1 + 2D)); raw FV = psi.mean(0)
@@ -34,7 +34,8 @@ API for local-feature resampling (paper 000, App. D, Algorithm 1)::
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -44,7 +45,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .sift import Frames, as_image_list, dense_sift
 
-__all__ = ["FisherVectorEncoder", "fv_contributions", "raw_fisher_vector", "improve", "posteriors"]
+__all__ = ["FisherVectorEncoder", "fv_contributions", "raw_fisher_vector", "improve", "posteriors",
+           "sufficient_stats", "raw_from_stats"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,8 +93,9 @@ def posteriors(feats: np.ndarray, gmm: GaussianMixture) -> np.ndarray:
     return _posteriors(_check_feats(feats, gmm), gmm)
 
 
-def _stats(g: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``sum_l gamma``, ``gamma^T l``, ``gamma^T l^2`` in one product."""
+def sufficient_stats(g: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The zeroth to second order statistics of features ``f`` (M, D) under posteriors ``g``
+    (M, K): ``sum_l gamma`` (K,), ``gamma^T l`` and ``gamma^T l^2`` (K, D), in one product."""
     D = f.shape[1]
     s12 = g.T @ np.concatenate([f, f * f], 1)
     return g.sum(0), s12[:, :D], s12[:, D:]
@@ -120,8 +123,8 @@ def fv_contributions(feats: np.ndarray, gmm: GaussianMixture) -> np.ndarray:
     return np.concatenate([psi_pi, psi_mu.reshape(M, -1), psi_sig.reshape(M, -1)], 1)
 
 
-def _raw_from_stats(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, n: int,
-                    gmm: GaussianMixture) -> np.ndarray:
+def raw_from_stats(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, n: int,
+                   gmm: GaussianMixture) -> np.ndarray:
     """Raw FV from the sums ``s0 = sum gamma``, ``s1 = gamma^T l``, ``s2 = gamma^T l^2``."""
     pi, mu, var = gmm.weights_, gmm.means_, gmm.covariances_
     sq = np.sqrt(pi)
@@ -138,7 +141,7 @@ def raw_fisher_vector(feats: np.ndarray, gmm: GaussianMixture,
     _check_gmm(gmm)
     f = _check_feats(feats, gmm)
     g = _posteriors(f, gmm) if gamma is None else gamma
-    return _raw_from_stats(*_stats(g, f), f.shape[0], gmm)
+    return raw_from_stats(*sufficient_stats(g, f), f.shape[0], gmm)
 
 
 def improve(raw_fv: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -158,7 +161,7 @@ def improve(raw_fv: np.ndarray, alpha: float = 0.5) -> np.ndarray:
 # Encoder
 # ---------------------------------------------------------------------------------------------
 class FisherVectorEncoder(TransformerMixin, BaseEstimator):
-    """Images -> improved Fisher vectors (dense SIFT, PCA, diagonal GMM; paper 000 Sec. 4).
+    """Images -> improved Fisher vectors (dense SIFT, PCA, diagonal GMM; Lapuschkin et al. 2016, Sec. 4).
 
     Parameters
     ----------
@@ -206,7 +209,7 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
         return dense_sift(image, bin_sizes=tuple(self.bin_sizes), step=self.step, magnif=self.magnif,
                           contrast_threshold=self.contrast_threshold, dtype=np.float64)
 
-    def fit(self, images: Any, y: Any = None) -> "FisherVectorEncoder":
+    def fit(self, images: Any, y: Any = None) -> FisherVectorEncoder:
         imgs = as_image_list(images)
         rng = np.random.default_rng(self.random_state)
         if self.max_fit_images is not None and len(imgs) > int(self.max_fit_images):
@@ -266,7 +269,7 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
         for j, f in enumerate(feats):
             g = G[o:o + f.shape[0]]
             o += f.shape[0]
-            out[j] = _raw_from_stats(*_stats(g, f), f.shape[0], self.gmm_)
+            out[j] = raw_from_stats(*sufficient_stats(g, f), f.shape[0], self.gmm_)
         return out
 
     def raw_transform(self, images: Any) -> np.ndarray:

@@ -66,16 +66,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted
 
-from lrpkit.explain import register
+from lrpkit.registry import register
 from lrpkit.params import Boolean, Interval, Options, declare
 
 from .classifier import FisherVectorClassifier
-from .encoder import _posteriors, _raw_from_stats, _stats, improve
+from .encoder import improve, posteriors, raw_from_stats, sufficient_stats
 from .sift import Frames, as_image_list
 
 __all__ = ["FVRelevance", "FisherLRP", "feature_relevance", "pixel_map", "RULES", "parse_rule",
@@ -221,7 +223,7 @@ def feature_relevance(feats: np.ndarray, gmm: Any, w: np.ndarray, b: float,
     w = np.asarray(w, dtype=np.float64).ravel()
     if w.shape[0] != dims:
         raise ValueError(f"w must have {dims} entries (K(1+2D)), got {w.shape[0]}")
-    g = _posteriors(f, gmm) if gamma is None else np.asarray(gamma, dtype=np.float64)
+    g = posteriors(f, gmm) if gamma is None else np.asarray(gamma, dtype=np.float64)
     sq = np.sqrt(pi)
     a = 1.0 / np.sqrt(var)                                       # 1 / sigma  (K, D)
     # Per-component rescaling: m_mu, m_sigma and z_mu, z_sigma are linear in gamma_k, so they
@@ -232,9 +234,9 @@ def feature_relevance(feats: np.ndarray, gmm: Any, w: np.ndarray, b: float,
     scale = np.where(dead, 1.0, scale)
     gs = g / scale
     gt = gs / sq                                                  # (M, K)
-    s0s, s1s, s2s = _stats(gs, f)
+    s0s, s1s, s2s = sufficient_stats(gs, f)
     sc = scale * (~dead)
-    raw = _raw_from_stats(s0s * sc, s1s * sc[:, None], s2s * sc[:, None], M, gmm)
+    raw = raw_from_stats(s0s * sc, s1s * sc[:, None], s2s * sc[:, None], M, gmm)
     phi = improve(raw)
     fx = float(w @ phi + b)
     R3 = _layer3(w, float(b), phi)
@@ -432,7 +434,7 @@ class FisherLRP:
                  pca_epsilon: float = 0.5, pca_conserve: bool = True):
         if not isinstance(model, FisherVectorClassifier):
             raise TypeError(f"model must be a FisherVectorClassifier, got {type(model).__name__}")
-        model._check_fitted()
+        check_is_fitted(model)
         rule, epsilon = parse_rule(rule, epsilon)
         if not float(pca_epsilon) >= 0:
             raise ValueError(f"pca_epsilon must be >= 0, got {pca_epsilon!r}")

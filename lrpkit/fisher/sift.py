@@ -28,8 +28,8 @@ kernel is then evaluated at half-pixel offsets, so what a bin measures is centre
 cell), and the descriptor centre is the mean of the bin centres, ``x0 + (4b - 1)/2`` (VLFeat:
 first bin centre + 3/2 b).  The receptive field is the union of the cells,
 ``[y0, y0 + 4b) x [x0, x0 + 4b)``; the triangular tails of the bilinear binning that reach half a
-bin beyond the cells are not part of the rectangles (as in FV-LRP, paper 000 eq. 21 and paper
-001 Sec. 3, relevance is spread uniformly over these rectangles).
+bin beyond the cells are not part of the rectangles (as in FV-LRP, Lapuschkin et al. 2016, eq. 21
+and Bach et al. 2016, Sec. 3, relevance is spread uniformly over these rectangles).
 
 **One grid for all bin sizes** (as ``vl_phow``): descriptors of every size share their
 centres.  The largest size ``B`` starts with its receptive field in the image corner
@@ -45,9 +45,11 @@ size; descriptors are gathered by fancy indexing, no loop over keypoints.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 __all__ = ["Frames", "dense_sift", "to_grey", "as_image_list", "min_image_size"]
@@ -80,7 +82,7 @@ class Frames:
     def __len__(self) -> int:
         return int(self.bin_size.shape[0])
 
-    def __getitem__(self, idx: Any) -> "Frames":
+    def __getitem__(self, idx: Any) -> Frames:
         return Frames(self.center[idx], self.bin_size[idx], self.rect[idx], self.bin_rects[idx],
                       self.image_shape)
 
@@ -99,12 +101,8 @@ def min_image_size(bin_sizes: Sequence[int]) -> int:
 
 
 def _as_float_image(img: Any, name: str) -> np.ndarray:
-    try:  # PIL images
-        from PIL import Image
-        if isinstance(img, Image.Image):
-            img = np.asarray(img.convert("RGB"))
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(img, Image.Image):
+        img = np.asarray(img.convert("RGB"))
     if hasattr(img, "detach"):  # torch tensor
         img = img.detach().cpu().numpy()
     a = np.asarray(img)

@@ -12,12 +12,17 @@ The attributor takes them as a list, ``LRP(model, canonize=[BatchNormFold(), Res
   ``b' = (b - mu) * s + beta`` where ``s = gamma / sqrt(var + eps)``, and the batch-norm
   passes its input through; the output is the same (eval mode), but the rule sees one affine
   layer, as LRP requires.  The pairing is checked at run time: the batch-norm must receive
-  exactly the convolution's output.
+  exactly the convolution's output (a pairing that fails is dropped and the explanation
+  repeated).  Batch-norms that precede their convolution (DenseNet's pre-activation) stay
+  affine layers of their own (kind ``"bn"``, default ``Epsilon``).
 * :class:`ResidualSums` makes residual additions explicit (:func:`residual_blocks`,
   :func:`block_forward`): torchvision's ``BasicBlock`` / ``Bottleneck`` compute
   ``out += identity`` inside their ``forward``; the canonizer swaps in an equivalent forward
   whose addition is an op like any other layer, named ``"<block>.add"`` (kind ``"sum"``,
-  default rule ``Zero``: ``R_a = a / (a + b) R``, 0/0 := 0).
+  default rule ``Zero``: ``R_a = a / (a + b) R``, 0/0 := 0).  (Sums anywhere else are routed
+  by the engine the same way, e.g. ``x + self.conv(x)`` in MobileNet-v2.)
+* :class:`InputTransform`: GoogLeNet's / Inception-v3's ``transform_input`` as the affine
+  input layer ``"transform_input"`` (relevance passes the per-channel re-encoding).
 
 What a canonizer may ask of the attributor: ``attributor.active`` (an explanation is running),
 ``attributor.ops[name]`` (a layer's op; ``op.substitute = (w, b)`` replaces its parameters),
@@ -27,15 +32,16 @@ What a canonizer may ask of the attributor: ``attributor.active`` (an explanatio
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+import sys
+from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .layers import UnsupportedLayerError
 
-__all__ = ["Canonizer", "BatchNormFold", "ResidualSums", "default_canonizers", "find_bn_pairs",
-           "fold_bn", "residual_blocks", "block_forward"]
+__all__ = ["Canonizer", "BatchNormFold", "ResidualSums", "InputTransform", "Rerun",
+           "default_canonizers", "find_bn_pairs", "fold_bn", "residual_blocks", "block_forward"]
 
 
 class ForwardPatches:
@@ -88,33 +94,49 @@ class BatchNormFold(Canonizer):
 
     def apply(self, model, attributor):
         self._ops = []
+        self._pairs: dict[str, tuple] = {}
         for bn_name, conv_name in find_bn_pairs(model, attributor.named_modules).items():
             conv, bn = attributor.modules[conv_name], attributor.modules[bn_name]
-            op = attributor.ops[conv_name]
+            op = attributor.ops.get(conv_name)
+            if op is None or op.kind != "conv" or bn_name not in attributor.ops:
+                continue        # a subclass with its own forward: not a plain conv / BN
             op.substitute = fold_bn(conv, bn)
             self._ops.append(op)
-            self.patch(bn, self._pass_forward(attributor, bn, bn_name, conv_name))
+            orig = bn.__dict__.get("forward", bn.forward)
+            self._pairs[bn_name] = (op, bn, orig)
+            self.patch(bn, self._pass_forward(attributor, bn_name, conv_name, orig))
 
-    @staticmethod
-    def _pass_forward(attributor, bn, bn_name, conv_name):
-        orig = bn.__dict__.get("forward", bn.forward)
-
+    def _pass_forward(self, attributor, bn_name, conv_name, orig):
         def forward(x, *a, **k):
             if not attributor.active:
                 return orig(x, *a, **k)
             if attributor.produced_by(x) != conv_name:
-                raise UnsupportedLayerError(
-                    f"batch-norm {bn_name!r} was paired with convolution {conv_name!r} for "
-                    f"folding but does not receive its output; pass canonize=False")
+                # the pairing (module order) was wrong: undo it and explain again
+                raise Rerun(lambda: self._unfold(bn_name))
             attributor.tag(x, bn_name)
             return x
         return forward
+
+    def _unfold(self, bn_name):
+        op, bn, orig = self._pairs.pop(bn_name)
+        op.substitute = None
+        bn.__dict__["forward"] = orig
 
     def restore(self):
         for op in getattr(self, "_ops", []):
             op.substitute = None
         self._ops = []
+        self._pairs = {}
         super().restore()
+
+
+class Rerun(Exception):
+    """Internal: an assumption of a canonizer failed on this model; the attributor calls
+    ``fix()`` (which drops it) and repeats the explanation."""
+
+    def __init__(self, fix: Callable[[], None]):
+        super().__init__("canonizer assumption failed")
+        self.fix = fix
 
 
 class ResidualSums(Canonizer):
@@ -126,19 +148,70 @@ class ResidualSums(Canonizer):
             self.patch(blk, block_forward(blk, attributor.add_op(f"{name}.add")))
 
 
+class InputTransform(Canonizer):
+    """torchvision's GoogLeNet / Inception-v3 with ``transform_input=True`` re-encode the
+    ImageNet-normalised input for weights trained on ``[-1, 1]`` inputs: per channel
+    ``x' = x * s_c + t_c``.  The canonizer makes this the affine input layer it is, the op
+    ``"transform_input"`` (kind ``"scale"``): a fixed, invertible per-pixel change of units
+    with default rule ``Pass`` (every pixel keeps the relevance of its re-encoded value, so the
+    heatmap equals that of the re-encoded input and conservation holds).  Without it the
+    engine would route the same arithmetic as a product and a sum with a constant, where the
+    constant ``t_c`` absorbs a share of the relevance like a bias."""
+
+    def apply(self, model, attributor):
+        for name, m in attributor.named_modules:
+            if getattr(m, "transform_input", False) and hasattr(type(m), "_transform_input"):
+                self.patch_method(m, attributor, f"{name}.transform_input" if name
+                                  else "transform_input")
+
+    def patch_method(self, m, attributor, name):
+        from .layers import ProductOp
+
+        scale, shift = _transform_affine(m)
+        fwd = attributor.affine_input(name, lambda t: t * scale.to(t) + shift.to(t),
+                                      ProductOp)
+        had = "_transform_input" in m.__dict__
+        m.__dict__["_transform_input"] = fwd
+        self._undo_attr.append((m, had))
+
+    def __init__(self):
+        super().__init__()
+        self._undo_attr: list = []
+
+    def restore(self):
+        for m, had in reversed(self._undo_attr):
+            if not had:
+                m.__dict__.pop("_transform_input", None)
+        self._undo_attr = []
+        super().restore()
+
+
+def _transform_affine(m) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(s, t)`` of torchvision's ``_transform_input`` (per channel, shape (1, 3, 1, 1)),
+    read off the method itself on the points 0 and 1."""
+    with torch.no_grad():
+        probe = torch.stack([torch.zeros(3, 1, 1), torch.ones(3, 1, 1)])
+        out = type(m)._transform_input(m, probe)
+    return (out[1] - out[0]).reshape(1, 3, 1, 1), out[0].reshape(1, 3, 1, 1)
+
+
 def default_canonizers() -> list[Canonizer]:
     """Fresh instances of the canonizers ``canonize=True`` uses."""
-    return [BatchNormFold(), ResidualSums()]
+    return [BatchNormFold(), ResidualSums(), InputTransform()]
 
 
 def find_bn_pairs(model: nn.Module, named=None) -> dict[str, str]:
     """``{batchnorm name: conv name}`` for batch-norms applied directly to a convolution.
 
-    Found in ``nn.Sequential`` (adjacent children) and in modules with children named
-    ``convK`` / ``bnK`` (torchvision ResNet, its stem and blocks).
+    Found in ``nn.Sequential`` (adjacent children), in modules with children named
+    ``convK`` / ``bnK`` (torchvision ResNet, its stem and blocks), and for any model where a
+    batch-norm is the next leaf module after a convolution in registration order (zennit's
+    rule).  Each pairing is checked at run time (the batch-norm must receive exactly the
+    convolution's output); a pairing that fails is dropped and the explanation repeated.
     """
     pairs: dict[str, str] = {}
-    for pname, parent in (named if named is not None else model.named_modules()):
+    named = list(named if named is not None else model.named_modules())
+    for pname, parent in named:
         prefix = f"{pname}." if pname else ""
         children = list(parent.named_children())
         if isinstance(parent, nn.Sequential):
@@ -151,6 +224,12 @@ def find_bn_pairs(model: nn.Module, named=None) -> dict[str, str]:
                 m = re.fullmatch(r"bn(\d*)", bn_name)
                 if m and f"conv{m.group(1)}" in kids and _foldable(kids[f"conv{m.group(1)}"], b):
                     pairs[prefix + bn_name] = prefix + f"conv{m.group(1)}"
+    leaves = [(n, m) for n, m in named if not m._modules]
+    used = set(pairs.values())
+    for (cn, c), (bn_name, b) in zip(leaves, leaves[1:]):
+        if bn_name not in pairs and cn not in used and _foldable(c, b):
+            pairs[bn_name] = cn
+            used.add(cn)
     return pairs
 
 
@@ -175,12 +254,11 @@ def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Te
 
 def residual_blocks(model: nn.Module, named=None) -> list[tuple[str, nn.Module]]:
     """torchvision ``BasicBlock`` / ``Bottleneck`` modules of a model, by name."""
-    try:
-        from torchvision.models.resnet import BasicBlock, Bottleneck
-    except Exception:  # pragma: no cover - torchvision missing
+    resnet = sys.modules.get("torchvision.models.resnet")   # imported if the model uses it
+    if resnet is None:
         return []
     named = named if named is not None else model.named_modules()
-    return [(n, m) for n, m in named if type(m) in (BasicBlock, Bottleneck)]
+    return [(n, m) for n, m in named if type(m) in (resnet.BasicBlock, resnet.Bottleneck)]
 
 
 def block_forward(block: nn.Module, add: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):

@@ -5,9 +5,12 @@ A :class:`Composite` maps layer *kinds* (the op kinds of :mod:`lrpkit.lrp.layers
 folded, ``"sum"`` for residual additions ...) to rules, optionally a special rule for the
 first conv/linear layer (the input layer), and any named layer to a rule (``name_map``,
 highest priority).  Kinds a composite leaves open get the layer's default rule: max-pooling
-``WinnerTakesAll``, average pooling and residual sums ``Zero`` (exact, their weights are
-positive), unfolded batch-norm ``Epsilon(eps)``, ReLU, dropout, flatten and identity
-``Pass``.
+``WinnerTakesAll``, average pooling (also ``x.mean((2, 3))``) and sums ``Zero`` (exact, their
+weights are positive), unfolded batch-norm and layer norm ``Epsilon(eps)``, ReLU, clamps
+(ReLU6, hard-tanh), gated activations (SiLU, GELU, Hardswish), products with a constant,
+dropout, flatten and identity ``Pass``, a product with a gate ``SignalTakeAll``, a sigmoid /
+hard-sigmoid gate ``HoldConstant``.  Any of them can be replaced per kind, e.g.
+``Composite({"conv": ZPlus(), "linear": Epsilon(), "gated": Gradient()})``.
 
 Presets are declared once, in :data:`PRESETS` (:func:`preset`); :data:`COMPOSITES` (name ->
 description) and :func:`markdown_list` (the README's list) are derived from it.  Rules that
@@ -17,7 +20,8 @@ depend on the call's parameters are written as :class:`Param` placeholders (``EP
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from .rules import AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, Zero, ZPlus
 
@@ -52,7 +56,7 @@ class Composite:
             return self.first_layer
         return self.kinds.get(kind)
 
-    def with_rules(self, rules: Mapping[str, Rule] | None) -> "Composite":
+    def with_rules(self, rules: Mapping[str, Rule] | None) -> Composite:
         """A copy with ``rules`` (layer name -> rule) added to the name map."""
         if not rules:
             return self
@@ -135,10 +139,10 @@ def preset(name: str, kinds: Mapping[str, RuleSpec], *, first_layer: RuleSpec | 
 
 AB21 = AlphaBeta(2.0, 1.0)
 preset("epsilon", {"conv": EPS, "linear": EPS}, note="Samek et al. 2017, eq. 7")
-preset("lrp0", {"conv": Zero(), "linear": Zero(), "bn": Zero()},
+preset("lrp0", {"conv": Zero(), "linear": Zero(), "bn": Zero(), "layernorm": Zero()},
        note="equals gradient x input on ReLU networks")
 preset("alpha2_beta1", {"conv": AB21, "linear": EPS}, aliases=("epsilon_alpha2_beta1",),
-       note="Lapuschkin et al. ICIP 2016, Sec. 2.1; Samek et al. 2017, Sec. II-C")
+       note="Bach et al. 2016, Sec. 2.1; Samek et al. 2017, Sec. II-C")
 preset("alpha1_beta0", {"conv": AlphaBeta(1.0, 0.0), "linear": EPS})
 preset("zplus", {"conv": ZPlus(), "linear": ZPlus()}, note="conserves with zero biases")
 preset("flat", {"conv": Flat(), "linear": Flat(), "maxpool": Flat(), "avgpool": Flat()},

@@ -3,7 +3,10 @@
 An op describes one layer to the rules (:mod:`.rules`) and the engine:
 
 * ``kind`` -- the name composites map to rules (``"conv"``, ``"linear"``, ``"bn"``,
-  ``"avgpool"``, ``"maxpool"``, ``"sum"``, ``"relu"``, ``"identity"``, ``"other"``);
+  ``"layernorm"``, ``"avgpool"``, ``"maxpool"``, ``"sum"``, ``"relu"``, ``"clamp"`` (ReLU6,
+  hard-tanh), ``"gated"`` (SiLU, GELU, Hardswish, Mish), ``"squash"`` (sigmoid, hard-sigmoid,
+  tanh: gates), ``"gate"`` (a product ``x * s`` with a gate), ``"scale"`` (a product with a
+  constant), ``"identity"``, ``"other"``);
 * ``params()`` -- the weight and bias the layer computes with (``None`` for weight-free maps;
   a canonizer may substitute them, e.g. batch-norm folded into a convolution);
 * ``fwd(x, w, b)`` -- the layer's affine map for any weight variant (``W+``, ``W-``, ``W^2``);
@@ -20,25 +23,32 @@ Adding a layer type is one call::
     lrpkit.lrp.register_layer(MyConv, lambda m: ConvOp(m))           # behaves as a convolution
     lrpkit.lrp.register_layer(nn.LeakyReLU, ActivationOp)            # relevance passes (Pass)
 
-A module type that is not in the table (nor a subclass of a type in it) raises
-:class:`UnsupportedLayerError` when relevance would have to pass it, naming the layer and the
-two ways out (register an op, or assign ``Pass()`` to an element-wise module by name).
+A module type that is not in the table (nor a subclass of a type in it that keeps its
+``forward``) is run operation by operation: the engine's router (:mod:`.router`) routes the
+functional operations of its forward (``torch.permute``, ``F.layer_norm``, ``x * s`` ...) and
+refuses any it does not know with :class:`UnsupportedLayerError`, naming the layer, the
+operation and the ways out (register an op, or assign ``Pass()`` to an element-wise module by
+name).  The functional operations also become ops of these classes (:mod:`.router`).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Op", "ConvOp", "DenseOp", "ScaleOp", "AvgPoolOp", "MaxPoolOp", "SumOp", "ReLUOp",
-           "IdentityOp", "ElementwiseOp", "ActivationOp", "UnsupportedLayerError",
-           "register_layer", "layer_op", "LAYERS"]
+__all__ = ["Op", "ConvOp", "DenseOp", "ScaleOp", "LayerNormOp", "AvgPoolOp", "MaxPoolOp",
+           "SumOp", "ReLUOp", "IdentityOp", "ElementwiseOp", "ActivationOp", "PassOp", "ClampOp",
+           "GatedOp", "SquashOp", "ProductOp", "UnsupportedLayerError", "register_layer",
+           "layer_op", "LAYERS"]
 
 
-class UnsupportedLayerError(TypeError):
-    """A layer (or functional operation) that lrpkit cannot propagate relevance through."""
+class UnsupportedLayerError(RuntimeError):
+    """A layer (or functional operation) that lrpkit cannot propagate relevance through.
+
+    A ``RuntimeError``, not a ``TypeError``: torch's ``Tensor.__add__`` / ``__mul__`` turn a
+    ``TypeError`` raised inside them into ``NotImplemented`` and the message would be lost."""
 
 
 class Op:
@@ -75,6 +85,11 @@ class Op:
     def default_rule(self, epsilon: float):
         return None
 
+    def bind(self, x: torch.Tensor) -> Op:
+        """The op for one call on ``x`` (ops with input-dependent constants, e.g. the standard
+        deviation of a layer norm, return a bound copy; most return themselves)."""
+        return self
+
     def missing_rule(self, composite: str) -> Exception:
         """The error raised when neither the composite nor the layer gives a rule."""
         return ValueError(f"composite {composite!r} has no rule for layer {self.name!r} "
@@ -97,25 +112,43 @@ class _Weighted(Op):
 
 
 class ConvOp(_Weighted):
-    """``nn.Conv2d`` (zero padding; ``padding="same"`` where symmetric)."""
+    """``nn.Conv2d`` (zero padding; ``padding="same"`` where symmetric), or a functional
+    ``F.conv2d`` with constant weights (:meth:`functional`)."""
 
     kind = "conv"
 
-    def __init__(self, module: nn.Conv2d):
+    def __init__(self, module: nn.Conv2d | None = None):
         super().__init__(module)
+        if module is None:
+            return
         m = module
         if m.padding_mode != "zeros":
             raise UnsupportedLayerError(f"padding_mode={m.padding_mode!r}")
-        pad = m.padding
+        self._set(m.stride, m.padding, m.dilation, m.groups, m.kernel_size)
+
+    def _set(self, stride, padding, dilation, groups, kernel_size):
+        pad = padding
         if isinstance(pad, str):
             if pad == "valid":
                 pad = (0, 0)
-            elif all((d * (k - 1)) % 2 == 0 for d, k in zip(m.dilation, m.kernel_size)):
-                pad = tuple(d * (k - 1) // 2 for d, k in zip(m.dilation, m.kernel_size))
+            elif all((d * (k - 1)) % 2 == 0 for d, k in zip(dilation, kernel_size)):
+                pad = tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel_size))
             else:
                 raise UnsupportedLayerError("asymmetric padding='same'")
-        self.stride, self.padding = tuple(m.stride), tuple(pad)
-        self.dilation, self.groups = tuple(m.dilation), m.groups
+        self.stride, self.padding = tuple(stride), tuple(pad)
+        self.dilation, self.groups = tuple(dilation), groups
+
+    @classmethod
+    def functional(cls, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> ConvOp:
+        """The op of ``F.conv2d(x, weight, bias, ...)`` with constant ``weight`` / ``bias``."""
+        op = cls(None)
+
+        def two(v):
+            return (v, v) if isinstance(v, int) else tuple(v)
+        op._set(two(stride), padding if isinstance(padding, str) else two(padding),
+                two(dilation), int(groups), tuple(weight.shape[2:]))
+        op.substitute = (weight.detach(), None if bias is None else bias.detach())
+        return op
 
     def fwd(self, x, w, b=None):
         return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
@@ -133,9 +166,15 @@ class ConvOp(_Weighted):
 
 
 class DenseOp(_Weighted):
-    """``nn.Linear``."""
+    """``nn.Linear``, or a functional ``F.linear`` with constant weights (:meth:`functional`)."""
 
     kind = "linear"
+
+    @classmethod
+    def functional(cls, weight, bias=None) -> DenseOp:
+        op = cls(None)
+        op.substitute = (weight.detach(), None if bias is None else bias.detach())
+        return op
 
     def fwd(self, x, w, b=None):
         return F.linear(x, w, b)
@@ -150,22 +189,29 @@ class DenseOp(_Weighted):
 
 
 class ScaleOp(Op):
-    """A batch-norm that was not folded into a convolution: ``z = s_c x + t_c`` per channel."""
+    """A batch-norm that was not folded into a convolution: ``z = s_c x + t_c`` per channel
+    (also DenseNet's pre-activation batch-norms, which precede their convolution and cannot be
+    folded into it: an affine layer with its own rule, default epsilon)."""
 
     kind = "bn"
 
+    def __init__(self, module=None, scale_shift: tuple | None = None):
+        super().__init__(module)
+        self._fixed = scale_shift
+
+    @classmethod
+    def functional(cls, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+        """The op of ``F.batch_norm`` in evaluation mode (constant statistics)."""
+        return cls(None, _bn_affine(running_mean, running_var, weight, bias, eps))
+
     def params(self):
+        if self._fixed is not None:
+            return self._fixed
         m = self.module
         if m.running_mean is None or m.running_var is None:
             raise UnsupportedLayerError(
                 f"batch-norm {self.name!r} has no running statistics and cannot be explained")
-        scale = torch.rsqrt(m.running_var.detach() + m.eps)
-        if m.weight is not None:
-            scale = scale * m.weight.detach()
-        shift = -m.running_mean.detach() * scale
-        if m.bias is not None:
-            shift = shift + m.bias.detach()
-        return scale, shift
+        return _bn_affine(m.running_mean, m.running_var, m.weight, m.bias, m.eps)
 
     def _c(self, v, x):
         return v.reshape((1, -1) + (1,) * (x.dim() - 2))
@@ -177,9 +223,85 @@ class ScaleOp(Op):
     def bwd(self, s, w, in_shape):
         return s * self._c(w, s)
 
+    def ones(self, w):
+        return self, torch.ones_like(w)
+
     def default_rule(self, epsilon):
         from .rules import Epsilon
         return Epsilon(epsilon)
+
+
+def _bn_affine(mean, var, weight, bias, eps):
+    scale = torch.rsqrt(var.detach() + eps)
+    if weight is not None:
+        scale = scale * weight.detach()
+    shift = -mean.detach() * scale
+    if bias is not None:
+        shift = shift + bias.detach()
+    return scale, shift
+
+
+class LayerNormOp(Op):
+    """Layer norm with the standard deviation held constant (Ali et al. 2022, "XAI for
+    Transformers: better explanations through conservative propagation", Sec. 3.3):
+    ``z = (x - mean(x)) * (gamma / std) + beta`` is then an affine map of ``x`` whose linear
+    part centres the normalised dimensions, so conservative rules pass through it.
+
+    ``nn.LayerNorm`` (normalised over the last dimensions: ConvNeXt's blocks after their
+    channels-last permute) and functional ``F.layer_norm`` (torchvision's ``LayerNorm2d``).
+    :meth:`bind` fixes ``std`` for one call; default rule ``Epsilon(eps)``.
+    """
+
+    kind = "layernorm"
+
+    def __init__(self, module=None, normalized_shape=None, weight=None, bias=None, eps=1e-5):
+        super().__init__(module)
+        if module is not None:
+            normalized_shape, weight, bias, eps = (module.normalized_shape, module.weight,
+                                                   module.bias, module.eps)
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.weight = None if weight is None else weight.detach()
+        self.bias = None if bias is None else bias.detach()
+        self.eps = float(eps)
+
+    def params(self):
+        return self.weight, self.bias
+
+    def bind(self, x):
+        dims = tuple(range(x.dim() - len(self.normalized_shape), x.dim()))
+        xd = x.detach()
+        std = torch.sqrt(xd.var(dims, unbiased=False, keepdim=True) + self.eps)
+        return _BoundLayerNorm(self, dims, std)
+
+    def default_rule(self, epsilon):
+        from .rules import Epsilon
+        return Epsilon(epsilon)
+
+
+class _BoundLayerNorm(Op):
+    """A :class:`LayerNormOp` for one call: ``fwd(x, w, b) = (x - mean x) / std * w + b`` with
+    ``std`` fixed; the transpose of the centring is the centring (it is symmetric)."""
+
+    kind = "layernorm"
+
+    def __init__(self, op: LayerNormOp, dims, std):
+        super().__init__(op.module)
+        self.name, self.dims, self.std, self._op = op.name, dims, std, op
+
+    def params(self):
+        return self._op.params()
+
+    def fwd(self, x, w=None, b=None):
+        z = (x - x.mean(self.dims, keepdim=True)) / self.std
+        if w is not None:
+            z = z * w
+        return z if b is None else z + b
+
+    def bwd(self, s, w, in_shape):
+        v = s / self.std if w is None else s * (w / self.std)
+        return v - v.mean(self.dims, keepdim=True)
 
 
 def _vjp(f, s, in_shape):
@@ -212,14 +334,23 @@ class AvgPoolOp(Op):
 
 
 class MaxPoolOp(Op):
-    """``nn.MaxPool2d``: ``fwd`` is the max-pool itself, whose gradient routes relevance to
-    the arg-max (the winner-takes-all rule); ``ones`` averages over the window (flat rule)."""
+    """Max-pooling: ``fwd`` is the max-pool itself, whose gradient routes relevance to the
+    arg-max (the winner-takes-all rule); ``ones`` averages over the same windows (flat rule).
+
+    ``nn.MaxPool2d`` / ``nn.AdaptiveMaxPool2d`` modules, or functional ones (``func`` the pool,
+    ``flat`` the average over its windows, ``None`` where there is none, e.g. dilated windows).
+    """
 
     kind = "maxpool"
 
-    def __init__(self, module: nn.MaxPool2d):
+    def __init__(self, module=None, func: Callable | None = None, flat: Callable | None = None):
         super().__init__(module)
-        self.func = type(module).forward.__get__(module)
+        if module is not None:
+            if getattr(module, "return_indices", False):
+                raise UnsupportedLayerError("return_indices=True")
+            func = type(module).forward.__get__(module)
+            flat = _module_flat_pool(module)
+        self.func, self.flat = func, flat
 
     def fwd(self, x, w=None, b=None):
         return self.func(x)
@@ -229,30 +360,56 @@ class MaxPoolOp(Op):
                                     f"one cannot be used on it")
 
     def ones(self, w):
-        m = self.module
-        if (m.dilation if isinstance(m.dilation, int) else max(m.dilation)) != 1:
-            raise UnsupportedLayerError(f"flat rule on dilated max-pool {self.name!r} is not "
-                                        f"supported")
-        return AvgPoolOp(m, lambda x: F.avg_pool2d(x, m.kernel_size, m.stride, m.padding,
-                                                   m.ceil_mode, count_include_pad=False)), None
+        if self.flat is None:
+            raise UnsupportedLayerError(f"flat rule on max-pool {self.name!r} (dilated windows) "
+                                        f"is not supported")
+        return AvgPoolOp(None, self.flat), None
 
     def default_rule(self, epsilon):
         from .rules import WinnerTakesAll
         return WinnerTakesAll()
 
 
+def _module_flat_pool(m) -> Callable | None:
+    if isinstance(m, nn.AdaptiveMaxPool2d):
+        return lambda x: F.adaptive_avg_pool2d(x, m.output_size)
+    return max_pool_flat(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+
+
+def max_pool_flat(kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """The average over a 2-d max-pool's windows (padding excluded), or None (dilation)."""
+    if (dilation if isinstance(dilation, int) else max(dilation)) != 1:
+        return None
+    stride = stride if stride not in (None, [], ()) else kernel_size
+    return lambda x: F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode,
+                                  count_include_pad=False)
+
+
 class SumOp(Op):
-    """A residual addition ``a + b`` as a linear op on the inputs stacked along a new last
-    dimension, ``x = stack([a, b], -1)``: ``z = x[..., 0] + x[..., 1]``, transpose
-    ``s -> [s, s]``.  Named ``"<block>.add"``."""
+    """A sum ``c_1 a + c_2 b`` (residual additions, ``x + y`` anywhere) as a linear op on the
+    summands stacked along a new last dimension, ``x = stack([a, b], -1)``: ``z = sum_k c_k
+    x[..., k]``, transpose ``s -> [c_1 s, c_2 s]`` (``coef`` None: all ``c_k = 1``).  A
+    constant summand (a bias-like term) is stacked like the others and absorbs its share.
+    Named ``"<module>.add"``."""
 
     kind = "sum"
 
+    def __init__(self, module=None, coef: torch.Tensor | None = None):
+        super().__init__(module)
+        self.coef = coef
+
+    def params(self):
+        return self.coef, None
+
     def fwd(self, x, w=None, b=None):
-        return x.sum(-1)
+        return x.sum(-1) if w is None else (x * w).sum(-1)
 
     def bwd(self, s, w, in_shape):
-        return s.unsqueeze(-1).expand(in_shape).contiguous()
+        g = s.unsqueeze(-1).expand(in_shape)
+        return g.contiguous() if w is None else g * w
+
+    def ones(self, w):
+        return self, None
 
     def default_rule(self, epsilon):
         from .rules import Zero
@@ -281,7 +438,8 @@ class _PassReLUInplace(torch.autograd.Function):
 
 
 class ReLUOp(Op):
-    """``nn.ReLU``: the forward is the ReLU, relevance passes unchanged (rule ``Pass``).
+    """``nn.ReLU`` (or a functional ``F.relu``): the forward is the ReLU, relevance passes
+    unchanged (rule ``Pass``).
 
     It runs in place where the engine allows it (``overwrite(x, inplace)``, set by the engine):
     then ``relu(z)`` replaces the previous layer's output ``z`` that its rule may have kept.
@@ -289,12 +447,14 @@ class ReLUOp(Op):
 
     kind = "relu"
 
-    def __init__(self, module: nn.ReLU):
+    def __init__(self, module: nn.ReLU | None = None, inplace: bool = False):
         super().__init__(module)
+        self.inplace = module.inplace if module is not None else inplace
         self.overwrite: Callable[[torch.Tensor, bool], bool] | None = None
+        self.func = torch.relu
 
     def fwd(self, x, w=None, b=None):
-        if self.overwrite is not None and self.overwrite(x, self.module.inplace):
+        if self.overwrite is not None and self.overwrite(x, self.inplace):
             return _PassReLUInplace.apply(x)
         return _PassReLU.apply(x)
 
@@ -371,6 +531,103 @@ class ActivationOp(ElementwiseOp):
         return Pass()
 
 
+class PassOp(ElementwiseOp):
+    """An element-wise activation lrpkit declares (module or functional form ``func``, called
+    out of place): ``fwd`` passes relevance unchanged (rules ``Pass``), ``func`` is the plain
+    function (rules ``Gradient`` and ``HoldConstant``).  Subclasses set the kind."""
+
+    kind = "other"
+
+    def __init__(self, module=None, func: Callable | None = None):
+        Op.__init__(self, module)
+        self.func = func if func is not None else _plain(module)
+        self.reason = None
+        with torch.no_grad():
+            self.reaches_dead_units = bool(self.func(torch.zeros(1)).ne(0).any())
+
+    def default_rule(self, epsilon):
+        from .rules import Pass
+        return Pass()
+
+
+class ClampOp(PassOp):
+    """ReLU6 / hard-tanh / ``clamp``: linear between the clamps, constant outside.  Relevance
+    passes unchanged (``Pass``): read as ``h(x) = x * g(x)`` with ``g = h(x) / x`` held constant,
+    the same gate view as for SiLU (Arras et al. 2017; Ali et al. 2022); on the linear piece
+    this is the ReLU's rule, and saturated units keep the relevance they receive."""
+
+    kind = "clamp"
+
+
+class GatedOp(PassOp):
+    """SiLU / Swish (``x sigmoid(x)``), GELU (``x Phi(x)``), Hardswish (``x hardsigmoid(x)``),
+    Mish: ``x * g(x)`` with the gate held constant, so relevance passes through the signal and
+    the gate gets none (rule ``Pass``; Arras et al. 2017 for LSTM gates, Ali et al. 2022 for
+    transformers' non-linearities)."""
+
+    kind = "gated"
+
+
+class SquashOp(PassOp):
+    """Sigmoid / hard-sigmoid / tanh: gates (squeeze-excitation ``x * sigmoid(...)``).  By
+    default (rule ``HoldConstant``) the output is held constant: it receives no relevance, and
+    the engine refuses a model where it reaches the output other than as the factor of a
+    product ``x * s`` (then it was an activation: assign ``Pass`` by name)."""
+
+    kind = "squash"
+    reaches_dead_units = True
+
+    def default_rule(self, epsilon):
+        from .rules import HoldConstant
+        return HoldConstant()
+
+
+class _TakeAll(torch.autograd.Function):
+    """Forward ``f(x)`` (``x`` times a constant factor); backward: all relevance to ``x``
+    (summed over the dimensions the factor broadcast ``x`` to)."""
+
+    @staticmethod
+    def forward(ctx, x, f):
+        ctx.shape = x.shape
+        return f(x)
+
+    @staticmethod
+    def backward(ctx, R):
+        return R.sum_to_size(ctx.shape), None
+
+
+class ProductOp(Op):
+    """A product ``x * s`` (or ``x / s``) of a signal ``x`` with a factor ``s`` that carries no
+    relevance: a constant (kind ``"scale"``: ConvNeXt's layer scale, ``2 * x``) or a gate held
+    constant (kind ``"gate"``: squeeze-excitation ``x * sigmoid(...)``).  ``func(x)`` computes
+    the product; ``fwd`` gives all relevance to ``x`` (rules ``Pass`` / ``SignalTakeAll``)."""
+
+    def __init__(self, func: Callable, kind: str = "scale"):
+        super().__init__(None)
+        self.func, self.kind = func, kind
+
+    def fwd(self, x, w=None, b=None):
+        return _TakeAll.apply(x, self.func)
+
+    def default_rule(self, epsilon):
+        from .rules import Pass, SignalTakeAll
+        return SignalTakeAll() if self.kind == "gate" else Pass()
+
+
+def _plain(m: nn.Module) -> Callable:
+    """The out-of-place function of a declared activation module."""
+    if isinstance(m, nn.Hardtanh):          # nn.ReLU6 is a Hardtanh
+        return lambda x: F.hardtanh(x, m.min_val, m.max_val)
+    if isinstance(m, nn.GELU):
+        return lambda x: F.gelu(x, approximate=m.approximate)
+    for t, f in ((nn.SiLU, F.silu), (nn.Hardswish, F.hardswish), (nn.Mish, F.mish),
+                 (nn.Sigmoid, torch.sigmoid), (nn.Hardsigmoid, F.hardsigmoid),
+                 (nn.Tanh, torch.tanh)):
+        if isinstance(m, t):
+            return f
+    return type(m).forward.__get__(m)
+
+
 #: module type -> op factory ``factory(module) -> Op``; see :func:`register_layer`
 LAYERS: dict[type, Callable[[nn.Module], Op]] = {}
 
@@ -394,10 +651,19 @@ def register_layer(module_type: type, factory: Callable[[nn.Module], Op], *,
 
 def layer_op(module: nn.Module) -> Op:
     """The op of a module from :data:`LAYERS` (nearest registered base class), or an
-    :class:`ElementwiseOp` that raises when no rule is assigned to it."""
-    for cls in type(module).__mro__:
+    :class:`ElementwiseOp` for an unknown module.
+
+    A subclass that overrides the registered class's ``forward`` (e.g. a weight-standardised
+    ``Conv2d``) computes something else than its base: it is an unknown module too, whose own
+    forward the engine runs operation by operation.
+    """
+    mro = type(module).__mro__
+    for cls in mro:
         factory = LAYERS.get(cls)
         if factory is not None:
+            owner = next((c for c in mro if "forward" in c.__dict__), cls)
+            if owner is not cls and issubclass(owner, cls):
+                return ElementwiseOp(module, f"{owner.__name__} overrides {cls.__name__}.forward")
             try:
                 op = factory(module)
             except UnsupportedLayerError as e:
@@ -414,10 +680,13 @@ def _supported() -> list[str]:
 
 
 for _t, _f in ((nn.Conv2d, ConvOp), (nn.Linear, DenseOp), (nn.BatchNorm2d, ScaleOp),
-               (nn.ReLU, ReLUOp), (nn.MaxPool2d, MaxPoolOp), (nn.AvgPool2d, AvgPoolOp),
-               (nn.AdaptiveAvgPool2d, AvgPoolOp), (nn.Dropout, IdentityOp),
-               (nn.Dropout1d, IdentityOp), (nn.Dropout2d, IdentityOp),
-               (nn.AlphaDropout, IdentityOp), (nn.Flatten, IdentityOp),
-               (nn.Identity, IdentityOp)):
+               (nn.BatchNorm1d, ScaleOp), (nn.LayerNorm, LayerNormOp),
+               (nn.ReLU, ReLUOp), (nn.ReLU6, ClampOp), (nn.Hardtanh, ClampOp),
+               (nn.SiLU, GatedOp), (nn.GELU, GatedOp), (nn.Hardswish, GatedOp), (nn.Mish, GatedOp),
+               (nn.Sigmoid, SquashOp), (nn.Hardsigmoid, SquashOp), (nn.Tanh, SquashOp),
+               (nn.MaxPool2d, MaxPoolOp), (nn.AdaptiveMaxPool2d, MaxPoolOp),
+               (nn.AvgPool2d, AvgPoolOp), (nn.AdaptiveAvgPool2d, AvgPoolOp),
+               (nn.Dropout, IdentityOp), (nn.Dropout1d, IdentityOp), (nn.Dropout2d, IdentityOp),
+               (nn.AlphaDropout, IdentityOp), (nn.Flatten, IdentityOp), (nn.Identity, IdentityOp)):
     register_layer(_t, _f)
 del _t, _f

@@ -5,7 +5,7 @@ inputs.  The engine (:mod:`lrpkit.lrp.engine`) evaluates every rule in ONE forwa
 backward pass: :meth:`Rule.forward` computes the layer output (plus anything else the rule
 needs later), :meth:`Rule.backward` computes ``R_in`` in closed form with the layer's op
 (:mod:`lrpkit.lrp.layers`: ``op.fwd(x, w, b)``, its transpose ``op.bwd(s, w, shape)``).
-Notation (Bach et al. 2015; Lapuschkin et al. CVPR 2016, eq. 7-8; Samek et al. 2017, eq. 7-8):
+Notation (Bach et al. 2015; Lapuschkin et al. 2016, eq. 7-8; Samek et al. 2017, eq. 7-8):
 ``z_ij = x_i w_ij``, ``z_j = sum_i z_ij + b_j``.
 
 =======================  ==================================================================
@@ -21,14 +21,19 @@ rule                     ``R_i =``
 :class:`ZBox`            ``sum_j (x_i w_ij - l_i w+_ij - h_i w-_ij) / (...)_j R_j``,
                          inputs in ``[low, high]`` (the bounded input layer)
 :class:`WinnerTakesAll`  max-pooling: all relevance to the arg-max input (the pooling switch)
-:class:`Pass`            relevance passes unchanged (ReLU, dropout, flatten, activations)
+:class:`Pass`            relevance passes unchanged (ReLU, dropout, flatten, clamps, gated
+                         activations ``x * g(x)`` with the gate held constant, ``c * x``)
+:class:`SignalTakeAll`   a product ``x * s`` with a gate ``s``: all to ``x``, none to ``s``
+:class:`HoldConstant`    a sigmoid / hard-sigmoid / tanh gate: output held constant
+:class:`Gradient`        an activation's derivative (non-conservative alternative to Pass)
 =======================  ==================================================================
 
 What the engine must know about a rule is declared on its class (and enforced there):
 
-* ``ops`` -- the op kinds it applies to (``"conv"``, ``"linear"``, ``"bn"``, ``"avgpool"``,
-  ``"maxpool"``, ``"sum"``, ``"relu"``, ``"identity"``, ``"other"``); the engine refuses
-  any other layer;
+* ``ops`` -- the op kinds it applies to (``"conv"``, ``"linear"``, ``"bn"``, ``"layernorm"``,
+  ``"avgpool"``, ``"maxpool"``, ``"sum"``, ``"relu"``, ``"clamp"``, ``"gated"``, ``"squash"``,
+  ``"gate"``, ``"scale"``, ``"identity"``, ``"other"``: :mod:`lrpkit.lrp.layers`); the engine
+  refuses any other layer;
 * ``needs_input`` / ``needs_output`` -- whether :meth:`Rule.backward` reads the layer input
   ``saved.x`` / output ``saved.z``; the engine keeps exactly these (the other is ``None``);
 * ``reaches_dead_units`` -- whether inputs equal to 0 may receive relevance (``R_in`` is not
@@ -40,7 +45,7 @@ What the engine must know about a rule is declared on its class (and enforced th
 A new rule is a subclass with ``forward`` (optional: the default computes the layer output)
 and ``backward``; see the README ("Adding a rule").
 
-Biases: Montavon et al. (2017) and Lapuschkin et al. (CVPR 2016) write ``z_j = sum_i z_ij`` for
+Biases: Montavon et al. (2017) and Lapuschkin et al. (2016) write ``z_j = sum_i z_ij`` for
 bias-free units.  lrpkit follows Bach et al. (2015), which keeps the bias in the
 denominator: the epsilon rule uses ``z_j = sum_i z_ij + b_j`` (relevance the bias absorbs is
 lost), alpha-beta puts ``b+`` into ``z+_j`` and ``b-`` into ``z-_j``, gamma adds ``gamma b+``
@@ -50,17 +55,36 @@ conserve relevance exactly.
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["Rule", "Saved", "Epsilon", "Zero", "AlphaBeta", "ZPlus", "Gamma", "WSquare", "Flat",
-           "ZBox", "WinnerTakesAll", "Pass", "OpGradient"]
+__all__ = ["Rule", "Saved", "SumSaved", "SumFunction", "track_saved", "Epsilon", "Zero",
+           "AlphaBeta", "ZPlus", "Gamma", "WSquare", "Flat",
+           "ZBox", "WinnerTakesAll", "Pass", "SignalTakeAll", "HoldConstant", "Gradient",
+           "OpGradient"]
+
+
+def _bounded(s: torch.Tensor) -> torch.Tensor:
+    """``s`` (a ratio ``R / z`` or ``1 / z``) with non-finite entries and entries above
+    ``sqrt(finfo.max)`` (1.3e154 in float64, 1.8e19 in float32) set to 0, in place: they come
+    from a zero or vanishing denominator ("the case 0/0 is being treated as 0"), and such a
+    factor would overflow to inf in the transposed product, where inf * 0 = NaN (e.g. the far
+    negative tail of SiLU, ``x e^x``).  The common case costs one pass and one min/max."""
+    s.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    if s.numel():
+        big = torch.finfo(s.dtype).max ** 0.5
+        lo, hi = torch.aminmax(s)
+        if float(hi) > big or float(lo) < -big:
+            s.masked_fill_(s.abs() > big, 0.0)
+    return s
 
 
 def _safe_div(a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """``a / d`` with ``x / 0 := 0`` ("the case 0/0 is being treated as 0")."""
-    return torch.where(d == 0, torch.zeros((), dtype=a.dtype, device=a.device), a / d)
+    """``a / d`` with ``x / 0 := 0`` ("the case 0/0 is being treated as 0"; see
+    :func:`_bounded`)."""
+    return _bounded(a / d)
 
 
 def _stabilise(d: torch.Tensor, eps: float) -> torch.Tensor:
@@ -80,6 +104,20 @@ class Saved(NamedTuple):
     in_shape: torch.Size
 
 
+#: while the engine runs a forward pass: storage address -> the autograd contexts whose saved
+#: input / output live there (the engine clones them before an in-place write to that storage)
+SAVED: ContextVar[dict | None] = ContextVar("lrpkit_saved", default=None)
+
+
+def track_saved(ctx, *tensors) -> None:
+    """Register ``ctx`` as keeping ``tensors`` (for :data:`SAVED`)."""
+    reg = SAVED.get()
+    if reg is not None:
+        for t in tensors:
+            if t is not None:
+                reg.setdefault(t.untyped_storage().data_ptr(), []).append(ctx)
+
+
 class _RuleFunction(torch.autograd.Function):
     """forward = the layer (through the rule), backward = the rule's closed form."""
 
@@ -92,6 +130,7 @@ class _RuleFunction(torch.autograd.Function):
         ctx.rule, ctx.op = rule, op
         ctx.saved = Saved(x.detach() if rule.needs_input else None,
                           z.detach() if rule.needs_output else None, w, b, extra, x.shape)
+        track_saved(ctx, ctx.saved.x, ctx.saved.z)
         return z
 
     @staticmethod
@@ -100,7 +139,7 @@ class _RuleFunction(torch.autograd.Function):
         return ctx.rule.backward(ctx.op, saved, R), None, None
 
 
-def _check_extra(rule: "Rule", z: torch.Tensor, extra: Any) -> None:
+def _check_extra(rule: Rule, z: torch.Tensor, extra: Any) -> None:
     """A rule keeps the layer output only by declaring ``needs_output`` (an in-place ReLU may
     overwrite it, and the engine must know): refuse an undeclared copy in ``extra``."""
     items = extra if isinstance(extra, (tuple, list)) else (extra,)
@@ -129,6 +168,36 @@ def _hash_key(v: Any) -> Any:
         return v
     except TypeError:
         return repr(type(v))
+
+
+class SumSaved(NamedTuple):
+    """What :meth:`Rule.sum_relevance` receives from a sum's forward (see :class:`SumFunction`)."""
+
+    x: tuple | None              # the summands (rule.needs_input), else None
+    z: torch.Tensor | None       # the sum (rule.needs_output), else None
+
+
+class SumFunction(torch.autograd.Function):
+    """A sum ``z = sum_k c_k x_k`` whose backward is the rule's ``sum_relevance`` (rules that
+    define it: epsilon / LRP-0, flat); equal to the rule on the stacked summands, without the
+    stacked copy.  Summands that do not require a gradient (constants) absorb their share."""
+
+    @staticmethod
+    def forward(ctx, rule, coef, *xs):
+        z = xs[0] if coef[0] == 1 else xs[0] * coef[0]
+        for x, c in zip(xs[1:], coef[1:]):
+            z = z + x if c == 1 else z + c * x
+        ctx.rule, ctx.coef, ctx.shapes = rule, coef, [x.shape for x in xs]
+        ctx.saved = SumSaved(tuple(x.detach() for x in xs) if rule.needs_input else None,
+                             z.detach() if rule.needs_output else None)
+        track_saved(ctx, *(ctx.saved.x or ()), ctx.saved.z)
+        return z
+
+    @staticmethod
+    def backward(ctx, R):
+        saved, ctx.saved = ctx.saved, None
+        rs = ctx.rule.sum_relevance(saved.x, ctx.coef, saved.z, R)
+        return (None, None, *[r.sum_to_size(s) for r, s in zip(rs, ctx.shapes)])
 
 
 class Rule:
@@ -178,14 +247,14 @@ class Rule:
 
 
 class Epsilon(Rule):
-    """LRP-epsilon (Lapuschkin et al. CVPR 2016, eq. 7; Samek et al. 2017, eq. 7):
+    """LRP-epsilon (Lapuschkin et al. 2016, eq. 7; Samek et al. 2017, eq. 7):
     ``z_ij / (z_j + eps sign(z_j))``.
 
     ``epsilon=0.01`` is Samek et al.'s small setting (they also use 100).  ``epsilon=0`` is
     LRP-0, which equals gradient x input on ReLU networks.
     """
 
-    ops = frozenset({"conv", "linear", "bn", "avgpool", "sum"})
+    ops = frozenset({"conv", "linear", "bn", "avgpool", "sum", "layernorm"})
     needs_output = True
 
     def __init__(self, epsilon: float = 0.01):
@@ -204,6 +273,16 @@ class Epsilon(Rule):
         g = op.bwd(s, saved.w, x.shape)
         return g.mul_(x) if g.shape == x.shape else g * x
 
+    def sum_relevance(self, xs, coef, z, R):
+        """The same closed form on a sum ``z = sum_k c_k x_k`` given as its summands (no
+        stacked copy): ``R_k = c_k x_k R / (z + eps sign z)``."""
+        if self.epsilon:
+            s = _stabilise(z, self.epsilon)
+            s = torch.div(R, s, out=s)
+        else:
+            s = _safe_div(R, z)
+        return [s * x if c == 1 else s * (c * x) for x, c in zip(xs, coef)]
+
 
 class Zero(Epsilon):
     """LRP-0: ``R_i = sum_j z_ij / z_j R_j`` (Bach et al. 2015; 0/0 := 0)."""
@@ -219,17 +298,17 @@ def _recip(z: torch.Tensor, scale: float) -> torch.Tensor:
     """``scale / z`` for a one-signed denominator, 0 where ``z == 0`` (0/0 := 0).
 
     A zero ``z+_j`` means every ``x_i w+_ij`` is 0, so unit j has nothing to redistribute
-    onto; its factor is set to 0 (also where ``1/z`` overflows).
+    onto; its factor is set to 0 (also where ``1 / z`` is out of range, :func:`_bounded`).
     """
-    r = z.reciprocal_().nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    r = _bounded(z.reciprocal_())
     return r.mul_(scale) if scale != 1 else r
 
 
 class AlphaBeta(Rule):
-    """Alpha-beta rule (Lapuschkin et al. CVPR 2016, eq. 8; Samek et al. 2017, eq. 8) with
+    """Alpha-beta rule (Lapuschkin et al. 2016, eq. 8; Samek et al. 2017, eq. 8) with
     ``alpha - beta = 1``.
 
-    ``alpha=2, beta=1`` is the setting of Lapuschkin et al. (ICIP 2016, Sec. 2.1) and Samek et al.
+    ``alpha=2, beta=1`` is the setting of Bach et al. (2016, Sec. 2.1) and Samek et al.
     (2017, Sec. II-C); Samek et al. write the same rule with ``beta = -1`` and
     ``alpha + beta = 1``.  Inputs of either sign are handled: ``z+_ij = (x_i w_ij)^+``.
     """
@@ -367,13 +446,17 @@ class Flat(_InputFree):
     """Flat rule: ``R_i = sum_j R_j / n_j``, every input of unit j gets an equal share.
 
     On pooling layers it spreads over the pooling window, on a residual sum half to each
-    branch; it is the rule of the mapping-influence cut-off (Lapuschkin et al. ICIP 2016, Sec. 3).
+    branch; it is the rule of the mapping-influence cut-off (Bach et al. 2016, Sec. 3).
     """
 
     ops = frozenset({"conv", "linear", "bn", "avgpool", "maxpool", "sum"})
 
     def _map(self, op, w):
         return op.ones(w)
+
+    def sum_relevance(self, xs, coef, z, R):
+        """On a sum of ``n`` summands: ``R / n`` each."""
+        return [R / len(coef)] * len(coef)
 
 
 class ZBox(Rule):
@@ -439,10 +522,50 @@ class WinnerTakesAll(OpGradient):
 
 
 class Pass(OpGradient):
-    """Relevance passes unchanged (ReLU and other element-wise activations, dropout, flatten).
+    """Relevance passes unchanged: ReLU, dropout, flatten, products with a constant (``2 * x``,
+    ConvNeXt's layer scale) and the declared activations below; any element-wise module by
+    name, e.g. ``rules={"features.3": Pass()}`` for a LeakyReLU.
 
-    Assign it by name to an activation lrpkit does not know, e.g.
-    ``rules={"features.3": Pass()}`` for a LeakyReLU.
+    Clamps (ReLU6, hard-tanh) and gated activations (SiLU / Swish, GELU, Hardswish, Mish) are
+    read as ``h(x) = x * g(x)`` with the gate ``g`` held constant: the one-to-one linear map
+    ``x -> g x`` passes its relevance to ``x`` whatever conservative rule is used, and the gate
+    gets none (Arras et al. 2017, "Explaining recurrent neural network predictions in
+    sentiment analysis", for LSTM gates; Ali et al. 2022, "XAI for transformers: better
+    explanations through conservative propagation", for GELU and other non-linearities).
     """
 
-    ops = frozenset({"relu", "identity", "other"})
+    ops = frozenset({"relu", "identity", "other", "clamp", "gated", "squash", "scale"})
+
+
+class SignalTakeAll(OpGradient):
+    """A product ``x * s`` with a gate ``s`` (squeeze-excitation: ``s`` a sigmoid or
+    hard-sigmoid of a branch): the signal ``x`` takes all relevance, the gate none, as the gate
+    is held constant (Arras et al. 2017, gates of LSTMs; the "signal-take-all" rule of Arras et
+    al. 2019, "Evaluating recurrent neural network explanations").  Conservative."""
+
+    ops = frozenset({"gate"})
+
+
+class HoldConstant(OpGradient):
+    """A squashing function used as a gate (sigmoid, hard-sigmoid, tanh): its output is held
+    constant and receives no relevance (the gate side of :class:`SignalTakeAll`).  The engine
+    refuses a model in which such an output reaches the prediction other than as the factor of
+    a product ``x * s`` (it was then an activation: assign :class:`Pass` by name)."""
+
+    ops = frozenset({"squash"})
+
+    def __call__(self, op, x):
+        with torch.no_grad():
+            return op.func(x)
+
+
+class Gradient(OpGradient):
+    """The activation's own derivative: ``R_in = h'(x) R`` (the gradient, as zennit and captum
+    do for activations they do not know).  Not conservative for gated activations (SiLU: ``h'``
+    differs from ``h(x) / x``); offered to replace :class:`Pass` on a layer kind, e.g.
+    ``Composite({..., "gated": Gradient()})``."""
+
+    ops = frozenset({"relu", "clamp", "gated", "squash", "scale", "gate"})
+
+    def __call__(self, op, x):
+        return op.func(x)

@@ -1,4 +1,4 @@
-"""Models: the bias-zoo scene CNN (trained here, paper 000 App. E) and torchvision nets
+"""Models: the bias-zoo scene CNN (trained here, Lapuschkin et al. 2016, App. E) and torchvision nets
 loaded from local weight files.
 
 ::
@@ -18,11 +18,3 @@ from .zoo import ARCHS, load_torchvision
 __all__ = ["SceneCNN", "save_cnn", "load_cnn", "train_cnn", "cnn_params", "evaluate_map",
            "hinge_loss", "TrainResult", "TRAIN_DEFAULTS", "checkpoint_name", "load_torchvision",
            "ARCHS"]
-
-
-def __getattr__(name: str):
-    if name == "train_from_config":  # moved: lrpkit.pipeline.train_cnn_from_config
-        from lrpkit.pipeline import train_cnn_from_config
-
-        return train_cnn_from_config
-    raise AttributeError(f"module 'lrpkit.models' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """A small VGG-style CNN for the bias-zoo scenes, and its checkpoint format.
 
-The network plays the role of the retrained BVLC reference net of paper 000 (App. E): a
-multi-label classifier with one real-valued score per class (trained with a sum of hinge
+The network plays the role of the retrained BVLC reference net of Lapuschkin et al. (2016,
+App. E): a multi-label classifier with one real-valued score per class (trained with a sum of hinge
 losses, see :mod:`lrpkit.models.train`).  It is built LRP-friendly, with the module names of
 torchvision's VGG so that LRP composites find their layers out of the box:
 
@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
+from ..data.transforms import DEFAULT_SIZE, MEAN, STD
 from ..results import atomic_path
 
 __all__ = ["SceneCNN", "save_cnn", "load_cnn", "CHECKPOINT_FORMAT"]
@@ -40,7 +42,7 @@ class SceneCNN(nn.Module):
     mult : channel multipliers, one per stage; each stage ends with a 2x2 max-pool.
     convs_per_stage : 3x3 convolutions (each followed by ReLU) per stage.
     hidden : units of the hidden fully connected layer.
-    dropout : dropout probability before the last layer (paper 000's AlexNet-style head).
+    dropout : dropout probability before the last layer (the AlexNet-style head of Lapuschkin et al. 2016).
     input_size : side of the square input crop; fixes ``avgpool``'s output size
         (``input_size // 2**len(mult)``) so that the pool is the identity at that size.
     classes : optional class names, kept as ``model.classes`` (saved by :func:`save_cnn`).
@@ -140,8 +142,6 @@ def save_cnn(model: SceneCNN, path: str | os.PathLike, meta: Mapping[str, Any] |
     missing ``classes`` / ``input_size`` / ``mean`` / ``std`` are filled from the model and
     :mod:`lrpkit.data.transforms`.
     """
-    from ..data.transforms import DEFAULT_SIZE, MEAN, STD
-
     if not isinstance(model, SceneCNN):
         raise TypeError(f"save_cnn saves a SceneCNN, got {type(model).__name__}")
     meta = dict(meta or {})
@@ -170,7 +170,7 @@ def load_cnn(path: str | os.PathLike, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"no CNN checkpoint at {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle / zip errors of every kind
+    except Exception as exc:  # noqa: BLE001 - pickle / zip errors of every kind
         raise ValueError(f"{path} is not a readable torch checkpoint: {exc}") from None
     if not isinstance(payload, Mapping) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a lrpkit SceneCNN checkpoint (expected format "

@@ -1,17 +1,17 @@
-"""Training and evaluation of the scene CNN as in paper 000, App. E.
+"""Training and evaluation of the scene CNN as in Lapuschkin et al. 2016, App. E.
 
-Paper 000 App. E retrains the BVLC reference net **multi-label** (not competitive
+Lapuschkin et al. (2016, App. E) retrain the BVLC reference net **multi-label** (not competitive
 multi-class, since several classes can be present in one image) with **the sum of hinge
 losses over all classes** (:func:`hinge_loss`), on **10 views per training image** (4 corner
-crops + 1 centre crop of the edge-padded square image, and their mirrors) and scores a test
+crops + 1 centre crop of the edge-padded square image, and their mirrors) and score a test
 image on **one centre crop** (:mod:`lrpkit.data.transforms`).  :func:`train_cnn` does the same
 for :class:`~lrpkit.models.cnn.SceneCNN` on a VOC-layout folder:
 
 * every split is decoded and padded **once** into a ``uint8`` tensor in memory; each step draws
   one of the 10 views per image from a seeded generator;
 * optimiser: Adam (default; reached the target mAP in the fewest epochs on the bias-zoo
-  scenes) or SGD with Nesterov momentum (``optimizer="sgd"``, paper 000 used SGD with base
-  learning rate 0.001 for fine-tuning), with a short linear warm-up and cosine decay per step;
+  scenes) or SGD with Nesterov momentum (``optimizer="sgd"``; Lapuschkin et al. 2016
+  used SGD with base learning rate 0.001 for fine-tuning), with a short linear warm-up and cosine decay per step;
 * checkpoints ``cnn_epoch{e:03d}.pt`` after the epochs in ``checkpoints`` (``0`` = the
   untrained initialisation) and the final ``cnn.pt``, so that later analyses can relate
   heatmap quality to training progress;
@@ -30,16 +30,20 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 import xarray as xr
 from torch import nn
 
+from .._average_precision import mean_average_precision
+from .._geometry import input_geometry
 from ..config import CNNConfig
+from ..data import VOCDataset
 from ..data import transforms as T
-from ..explain import eval_mode
+from ..inputs import eval_mode
 from ..results import atomic_dir, make_attrs, save_dataset
 from .cnn import SceneCNN, save_cnn
 
@@ -57,7 +61,7 @@ def checkpoint_name(epoch: int) -> str:
 
 def hinge_loss(scores: torch.Tensor, labels: torch.Tensor,
                ignore: torch.Tensor | None = None) -> torch.Tensor:
-    """Multi-label hinge loss of paper 000 App. E, averaged over the batch.
+    """Multi-label hinge loss of Lapuschkin et al. 2016, App. E, averaged over the batch.
 
     ``L = mean_n sum_c max(0, 1 - y_nc f_c(x_n))`` with ``y = 2 * labels - 1`` in ``{-1, +1}``.
 
@@ -101,7 +105,7 @@ class SplitData:
 
 def load_split(source: Any, split: str, *, classes: Sequence[str] | None = None,
                size: int = T.DEFAULT_SIZE, progress: bool = False) -> SplitData:
-    """Preprocess one split of ``source`` once into memory (paper 000 App. E padding).
+    """Preprocess one split of ``source`` once into memory (Lapuschkin et al. 2016, App. E padding).
 
     ``source`` is a VOC-layout folder (read with :class:`lrpkit.data.VOCDataset`), a mapping
     ``{split: dataset}``, a dataset object (``ds[i] -> (PIL image, {"labels": ...})``), or a
@@ -112,8 +116,6 @@ def load_split(source: Any, split: str, *, classes: Sequence[str] | None = None,
         if not root.is_dir():
             raise FileNotFoundError(f"no data folder at {root} (generate scenes with "
                                     "lrpkit.data.generate_scenes(root) or point to a VOC2007 devkit)")
-        from ..data import VOCDataset  # lazy: data layer
-
         ds = VOCDataset(root, split, classes=list(classes) if classes is not None else None)
     elif isinstance(source, Mapping):
         if split not in source:
@@ -144,13 +146,6 @@ def load_split(source: Any, split: str, *, classes: Sequence[str] | None = None,
     return SplitData(images, labels, ids, names, split, ignore)
 
 
-def _model_sizes(model: nn.Module, size: int | None, crop: int | None) -> tuple[int, int]:
-    meta = getattr(model, "meta", None) or {}
-    crop = int(crop if crop is not None else meta.get("input_size", getattr(model, "input_size", T.DEFAULT_CROP)))
-    size = int(size if size is not None else meta.get("size", max(T.DEFAULT_SIZE, crop)))
-    return size, crop
-
-
 @torch.no_grad()
 def _scores(model: nn.Module, data: SplitData, crop: int, batch_size: int = 128,
             progress: bool = False) -> np.ndarray:
@@ -177,7 +172,7 @@ def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
                  config: Mapping[str, Any] | None = None) -> xr.Dataset:
     """Per-class average precision and mAP of ``model`` on one centre crop per image.
 
-    Paper 000 App. E scores a test image with its centre crop only; AP is
+    Lapuschkin et al. (2016, App. E) score a test image with its centre crop only; AP is
     :func:`lrpkit.evaluate.metrics.average_precision` (non-interpolated; its module docstring
     documents the treatment of classes without positives, ``NaN`` and skipped by the mean, and
     of images marked ``ignore`` for a class, VOC's difficult-only pairs, left out of that
@@ -188,9 +183,7 @@ def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
     ``split``, ``size``, ``crop``.  ``size`` / ``crop`` default to the model's checkpoint
     meta.  The model's train/eval mode is restored afterwards.
     """
-    size, crop = _model_sizes(model, size, crop)
-    if crop > size:
-        raise ValueError(f"crop={crop} is larger than size={size}")
+    size, crop = input_geometry(model, size, crop)
     data = load_split(dataset_or_root, split, classes=classes, size=size, progress=progress)
     scores = _scores(model, data, crop, batch_size, progress)
     labels = data.labels.numpy()
@@ -201,8 +194,6 @@ def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
     if model_classes is not None and list(model_classes) != list(data.classes):
         raise ValueError(f"the model's classes {list(model_classes)} differ from the data's "
                          f"{list(data.classes)} (order matters); pass classes=... to match")
-    from ..evaluate.metrics import mean_average_precision  # lazy: evaluate imports models' users
-
     m_ap, ap = mean_average_precision(labels, scores, _ignore_np(data))
     ds = xr.Dataset(
         {"ap": ("class", ap), "n_positive": ("class", labels.sum(0).astype(np.int64)),
@@ -211,7 +202,8 @@ def evaluate_map(model: nn.Module, dataset_or_root: Any, split: str = "test", *,
          "mAP": ((), m_ap)},
         coords={"class": np.array(data.classes, dtype=str), "image": np.array(data.ids, dtype=str)},
         attrs=make_attrs(config, mAP=m_ap, split=split, size=size, crop=crop,
-                         metric="lrpkit.evaluate.metrics.average_precision, centre crop (paper 000 App. E)"),
+                         metric="lrpkit.evaluate.metrics.average_precision, centre crop "
+                                "(Lapuschkin et al. 2016, App. E)"),
     )
     ds["ap"].attrs["description"] = "average precision per class"
     return ds
@@ -289,7 +281,7 @@ def _history_dataset(rows: list[dict], val_ap: list[np.ndarray], classes: list[s
     return ds
 
 
-def cnn_params(params: "CNNConfig | Mapping[str, Any] | None" = None, **overrides: Any) -> CNNConfig:
+def cnn_params(params: CNNConfig | Mapping[str, Any] | None = None, **overrides: Any) -> CNNConfig:
     """The training settings as a :class:`~lrpkit.config.CNNConfig`: ``params`` (a section, a
     mapping of some of its keys, or ``None`` for the defaults) with ``overrides`` on top.
 
@@ -315,10 +307,10 @@ def cnn_params(params: "CNNConfig | Mapping[str, Any] | None" = None, **override
     return p
 
 
-def train_cnn(data_root: Any, out_dir: str | os.PathLike, params: "CNNConfig | Mapping[str, Any] | None" = None,
+def train_cnn(data_root: Any, out_dir: str | os.PathLike, params: CNNConfig | Mapping[str, Any] | None = None,
               *, seed: int = 0, progress: bool = True, config: Mapping[str, Any] | None = None,
               **overrides: Any) -> TrainResult:
-    """Train a :class:`SceneCNN` with the multi-label hinge loss of paper 000 App. E.
+    """Train a :class:`SceneCNN` with the multi-label hinge loss of Lapuschkin et al. 2016, App. E.
 
     Parameters
     ----------
@@ -391,12 +383,10 @@ def _train(out_dir, final_dir, data_root, classes, progress, epochs, lr, batch_s
                "val_split": val_split, "test_split": test_split, "n_train": len(train)}
     base_meta = {"classes": class_names, "input_size": int(crop), "size": int(size),
                  "mean": list(T.MEAN), "std": list(T.STD), "seed": seed,
-                 "loss": "multi-label hinge (paper 000 App. E)", "train": hparams}
+                 "loss": "multi-label hinge (Lapuschkin et al. 2016, App. E)", "train": hparams}
 
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
-    from ..evaluate.metrics import mean_average_precision  # lazy: evaluate imports models' users
-
     written: dict[int, Path] = {}
     rows: list[dict] = []
     val_aps: list[np.ndarray] = []

@@ -13,21 +13,24 @@ Difference Analysis" (ICLR 2017) and its efficient approximation by Zhou & Kainz
 Variants: ``"sampling"`` (Algorithm 1, ``samples`` conditional draws per window),
 ``"mean"`` (Algorithm 2, the conditional mean: one pass per window), ``"gradient"``
 (Algorithm 3, one forward + one backward pass), ``"sample_mean"`` (Fig. 15: the window at the
-mean of ``samples`` draws, one pass per window).  See :mod:`lrpkit.pda.analysis`.
+mean of ``samples`` draws, one pass per window).  See :mod:`lrpkit.pda.analysis`;
+:func:`approximation_error` measures Algorithm 2 against Algorithm 1 over windows (Fig. 11).
 """
 from __future__ import annotations
 
-from ..explain import register
-from . import analysis, invariance, patch_model
+from ..registry import register
+from . import analysis, approximation, invariance, patch_model
 from .analysis import (PROBS, VARIANTS, accumulate_windows, auto_batch_size, laplace,
                        prediction_difference, target_probability, window_predictions)
+from .approximation import ApproximationNotResolved, approximation_error
 from .invariance import TRANSFORMS, invariance_correlation
 from .patch_model import PatchModel, conditional_means, window_positions
 
 __all__ = ["PatchModel", "prediction_difference", "window_predictions", "conditional_means",
            "window_positions", "accumulate_windows", "target_probability", "laplace",
            "auto_batch_size", "invariance_correlation", "TRANSFORMS", "VARIANTS", "PROBS",
-           "analysis", "patch_model", "invariance"]
+           "analysis", "patch_model", "invariance", "approximation", "approximation_error",
+           "ApproximationNotResolved"]
 
 
 register("pda", resolves_pred=False,

@@ -30,7 +30,8 @@ finite evidence; ``laplace_n=None`` switches it off (then ``p`` is clipped to
 ``[1e-7, 1 - 1e-7]``).
 
 Windows: top-left corners on a grid of step ``stride`` plus the last position, so every pixel
-is covered (a stride above the window is reduced to the window) (:func:`window_positions`).  The windows of all images (and samples) are streamed
+is covered (a stride above the window is reduced to the window) (:func:`window_positions`).  The
+windows of all images (and samples) are streamed
 through the model in large memory-capped batches on the model's device, with a tqdm progress
 bar.  The model is used in eval mode and left unchanged.
 """
@@ -43,8 +44,9 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._device import model_device
 from .._progress import iterate
-from ..explain import check_input, eval_mode, resolve_target
+from ..inputs import check_input, eval_mode, resolve_target
 from ..params import Boolean, InstanceOf, Interval, IsCallable, Options, declare
 from .patch_model import PatchModel, check_sizes, conditional_means, window_positions
 
@@ -53,14 +55,6 @@ __all__ = ["prediction_difference", "window_predictions", "target_probability", 
 
 VARIANTS = ("sampling", "mean", "gradient", "sample_mean")
 PROBS = ("softmax", "sigmoid", "score")
-
-
-def _model_device(model: torch.nn.Module, x: torch.Tensor) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return x.device
 
 
 def auto_batch_size(x_shape: tuple[int, ...], device: torch.device) -> int:
@@ -194,7 +188,7 @@ class _WindowStream:
         ch = torch.arange(c, device=dev)
         hw, wd = x.shape[-2] * x.shape[-1], x.shape[-1]
         chw = c * hw
-        groups = self.pm._groups()
+        groups = self.pm.channel_groups()
         starts = range(0, total, self.batch)
         for j0 in iterate(starts, self.progress, desc=self.desc,
                           disable=total < 20 * self.batch):
@@ -266,7 +260,7 @@ def prediction_difference(model: torch.nn.Module, x: torch.Tensor, target: torch
     check_sizes(window, outer, tuple(x.shape[-2:]), stride)
     target = resolve_target(model, x, target)   # int, sequence, tensor or "pred"
     pm = _resolve_patch_model(patch_model, x, window, outer, marginal, joint_rgb)
-    device = _model_device(model, x)
+    device = model_device(model, default=x.device)
     xd = x.detach().to(device)
     td = target.to(device)
     n, c, h, w = x.shape
@@ -348,7 +342,7 @@ def window_predictions(model: torch.nn.Module, x: torch.Tensor, target: Any,
     h, w = x.shape[-2:]
     if not (0 <= row <= h - k and 0 <= col <= w - k):
         raise ValueError(f"window at ({row}, {col}) does not fit the {h}x{w} image (window {k})")
-    device = _model_device(model, x)
+    device = model_device(model, default=x.device)
     xd, td = x.detach().to(device), t.to(device)
     rows, cols = torch.tensor([row]), torch.tensor([col])
     bs = batch_size or auto_batch_size(tuple(x.shape), device)

@@ -1,6 +1,6 @@
-"""Invariance of heatmaps under flips, small rotations and crops (paper 003, Fig. 18).
+"""Invariance of heatmaps under flips, small rotations and crops (Zhou & Kainz 2018, Fig. 18).
 
-"Efficient prediction difference analysis" (an approximation of Zintgraf et al. 2017),
+Zhou & Kainz 2018 (an approximation of Zintgraf et al. 2017),
 Sec. 3 "Invariance Experiment": the input is flipped, rotated or cropped, explained again, and
 the evidence should move with the object.  Here the heatmap of the transformed image is
 mapped back to the original frame (flip back, rotate back, resize back into the crop box) and
@@ -9,7 +9,7 @@ the pixels both cover.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

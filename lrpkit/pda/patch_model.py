@@ -3,8 +3,8 @@
 Zintgraf, Cohen, Adel & Welling, "Visualizing Deep Neural Network Decisions: Prediction
 Difference Analysis" (ICLR 2017), Sec. 3.2, replace a ``k x k`` window ``x_w`` by samples from
 ``p(x_w | x_hat \\ x_w)``: a multivariate Gaussian over the ``l x l`` *outer patch* ``x_hat``
-that contains the window, conditioned on the rest of that patch.  "Efficient prediction
-difference analysis" (an approximation of Zintgraf et al. 2017; Algorithm 1-3) replaces the
+that contains the window, conditioned on the rest of that patch.  Zhou & Kainz
+(2018; an approximation of Zintgraf et al. 2017, Algorithm 1-3) replace the
 samples by the conditional mean.  Both need, for every window position,
 
 * the conditional mean   ``mu_w = mu_I + A (x_R - mu_R)``,  ``A = S_IR S_RR^-1``
@@ -23,8 +23,8 @@ configurations gets its own ``(A, b, L)``, computed once and cached.
 models each colour channel's ``l x l`` patch with its own Gaussian (``l^2`` dims); with
 ``joint_rgb=True`` one Gaussian covers all channels (``C l^2`` dims, cross-channel
 correlations kept).  ``marginal=True`` is the marginal variant ``p(x_w)`` (window given
-nothing: ``A = 0``, ``mu_w = mu_I``), used by Zintgraf et al. and paper 003 (Fig. 13) where
-pixels are weakly dependent.
+nothing: ``A = 0``, ``mu_w = mu_I``), used by Zintgraf et al. 2017 and Zhou & Kainz 2018
+(Fig. 13) where pixels are weakly dependent.
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -149,12 +150,13 @@ class PatchModel:
         return (f"PatchModel(window={self.window}, outer={self.outer}, joint_rgb={self.joint_rgb}, "
                 f"marginal={self.marginal}; {state})")
 
-    def _groups(self) -> list[list[int]]:
+    def channel_groups(self) -> list[list[int]]:
+        """The channels modelled jointly: one group of all (``joint_rgb``) or one per channel."""
         c = int(self.channels)
         return [list(range(c))] if self.joint_rgb else [[i] for i in range(c)]
 
     def fit(self, images: torch.Tensor | np.ndarray, max_patches: int = 20000,
-            seed: int = 0) -> "PatchModel":
+            seed: int = 0) -> PatchModel:
         """Estimate the patch Gaussian from ``images (N, C, H, W)`` (at most ``max_patches``
         outer patches at random positions, spread evenly over the images; seeded)."""
         x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
@@ -203,7 +205,8 @@ class PatchModel:
         if count > 1:
             cov = cov * count / (count - 1)
         diag = cov.diagonal(dim1=-2, dim2=-1)
-        cov = cov + (self.reg * diag.mean(-1).clamp_min(1e-12))[:, None, None] * torch.eye(cov.shape[-1], dtype=cov.dtype)
+        ridge = (self.reg * diag.mean(-1).clamp_min(1e-12))[:, None, None]
+        cov = cov + ridge * torch.eye(cov.shape[-1], dtype=cov.dtype)
         self.mean, self.cov = mu.contiguous(), cov.contiguous()
         self.n_images, self.n_patches = int(n), int(count)
         self._cache, self._dev_cache, self._plan_cache = {}, {}, {}
@@ -234,7 +237,7 @@ class PatchModel:
             threads = torch.get_num_threads()
             try:
                 torch.set_num_threads(1)
-                self._cache[key] = [self._condition(g, key) for g in range(len(self._groups()))]
+                self._cache[key] = [self._condition(g, key) for g in range(len(self.channel_groups()))]
             finally:
                 torch.set_num_threads(threads)
         return self._cache[key]
@@ -254,7 +257,7 @@ class PatchModel:
             self._dev_cache[ck] = hit
         return hit
 
-    def precompute(self, height: int, width: int) -> "PatchModel":
+    def precompute(self, height: int, width: int) -> PatchModel:
         """Compute (and cache) the conditional parameters of every border configuration of an
         ``height x width`` image, so that later calls only apply them."""
         k, pb, pa = self.window, self.pad_before, self.pad_after
@@ -268,7 +271,7 @@ class PatchModel:
     def _condition(self, g: int, key: tuple[int, int, int, int]) -> CondParams:
         bt, ba, bl, br = key
         k, l, pb = self.window, self.outer, self.pad_before
-        chans = self._groups()[g]
+        chans = self.channel_groups()[g]
         mu, cov = self.mean[g], self.cov[g]
         inner, rest, rch, rdr, rdc = [], [], [], [], []
         for ci, ch in enumerate(chans):
@@ -341,7 +344,7 @@ class PatchModel:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model_meta: Mapping[str, Any] | None = None) -> "PatchModel":
+    def load(cls, path: str | os.PathLike, model_meta: Mapping[str, Any] | None = None) -> PatchModel:
         """Read a model written by :meth:`save`.  With ``model_meta``, each of its keys must
         match the saved ``meta`` (``ValueError`` naming the key otherwise): a patch model is
         only valid for the classifier / input space it was fitted for."""

@@ -1,8 +1,11 @@
-"""The report runner on tiny notebooks made here (the real notebooks run in test_pipeline)."""
+"""lrpkit.batch.reports, the notebook runner, on tiny notebooks made here (the real notebooks run in
+test_pipeline; notebook discovery is in test_batch_cells)."""
+import json
+
 import nbformat
 import pytest
 
-from lrpkit.reports import discover_notebooks, run_all
+from lrpkit.batch import run_all
 from lrpkit.results import open_dataset
 
 PARAMS = 'config = "default"\nresults_path = None'
@@ -30,7 +33,7 @@ def report(tmp_path_factory):
     nbs = root / "nbs"
     nbs.mkdir()
     _write_nb(nbs / "00_good.ipynb", GOOD)
-    _write_nb(nbs / "01_bad.ipynb", "x = 1", "raise ValueError('planted failure')", "y = 2")
+    _write_nb(nbs / "01_bad.ipynb", "x = 1", "w = 2\nraise ValueError('planted failure')", "y = 2")
     _write_nb(nbs / "02_after.ipynb", GOOD)
     _write_nb(nbs / "03_noresult.ipynb", "z = 3")
     _write_nb(nbs / "04_dies.ipynb", "print('before the crash')", "import os\nos._exit(3)", "never = 1")
@@ -62,6 +65,13 @@ def test_failure_is_recorded_with_cell_and_does_not_stop_others(report):
     bad = summary.failures[0]
     # parameters (1), papermill's injected parameters (2), x = 1 (3), the raise (4)
     assert bad.failed_cell == 4 and "planted failure" in bad.error
+    # the failure's kind from papermill's exception type, with the line of the cell that raised
+    # (#6 in the executed notebook: papermill puts two error notes above the failing cell)
+    assert bad.detail == ("01_bad: failed in cell #6 [4] (raise ValueError('planted failure')): "
+                          "ValueError: planted failure")
+    st = json.loads((root / "out" / "01_bad.status.json").read_text())
+    assert st["error_kind"] == "cell-error" and st["failed_cell_source"] == "raise ValueError('planted failure')"
+    assert json.loads((root / "out" / "03_noresult.status.json").read_text())["error_kind"] == "no-results"
     assert "results" in summary.failures[1].error
     assert (root / "out" / "01_bad.html").exists()
     index = (root / "out" / "index.html").read_text()
@@ -77,6 +87,7 @@ def test_kernel_death_names_notebook_cell_and_partial_output(report):
     assert not run.ok and run.state == "failed"
     # which notebook, what happened, which cell (#4: markdown, parameters, injected parameters, print, crash)
     assert "04_dies: kernel died in cell #4" in run.detail
+    assert json.loads((root / "out" / "04_dies.status.json").read_text())["error_kind"] == "kernel-died"
     assert "partial output" in run.detail and "04_dies.partial.html" in run.detail
     partial = root / "out" / "04_dies.partial.html"
     assert partial.exists() and "before the crash" in partial.read_text()
@@ -109,19 +120,9 @@ def test_timeout_is_reported_with_cell_and_partial_output(tmp_path):
     (run,) = summary.runs
     assert not run.ok
     assert run.detail.startswith("00_slow: timed out in cell #4")
+    assert json.loads((tmp_path / "out" / "00_slow.status.json").read_text())["error_kind"] == "timeout"
     assert "partial output" in run.detail and (tmp_path / "out" / "00_slow.partial.html").exists()
     assert "timed out" in (tmp_path / "out" / "index.html").read_text()
-
-
-def test_discover_selects_by_prefix_and_rejects_unknown(tmp_path):
-    for n in ("00_a", "01_b", "10_c"):
-        _write_nb(tmp_path / f"{n}.ipynb", "pass")
-    assert [p.stem for p in discover_notebooks(tmp_path, ["01"])] == ["01_b"]
-    assert [p.stem for p in discover_notebooks(tmp_path)] == ["00_a", "01_b", "10_c"]
-    with pytest.raises(ValueError, match="99"):
-        discover_notebooks(tmp_path, ["99"])
-    with pytest.raises(FileNotFoundError, match="nope"):
-        discover_notebooks(tmp_path / "nope")
 
 
 def test_stale_results_of_an_earlier_run_do_not_pass(tmp_path):
@@ -139,10 +140,10 @@ def test_stale_results_of_an_earlier_run_do_not_pass(tmp_path):
 
 
 def test_run_all_takes_the_scheduler_from_the_config_unless_given(tmp_path, monkeypatch):
-    import lrpkit.grid
+    from lrpkit.batch import schedule
 
     seen = []
-    monkeypatch.setattr(lrpkit.grid, "run_cells", lambda cells, scheduler=None, **kw: seen.append(scheduler) or [])
+    monkeypatch.setattr(schedule, "run_cells", lambda cells, scheduler=None, **kw: seen.append(scheduler) or [])
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     _write_nb(nbs / "00_good.ipynb", GOOD)

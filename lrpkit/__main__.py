@@ -1,0 +1,7 @@
+"""``python -m lrpkit``: the ``lrpkit`` command (:mod:`lrpkit.cli`)."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
