@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from ._device import model_device
+
 __all__ = ["check_input", "check_model_input", "eval_mode", "model_scores", "resolve_target",
            "scores_tensor"]
 
@@ -146,7 +148,8 @@ _FORWARD_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, AttributeErr
 def check_model_input(model: Any, x: torch.Tensor, *, name: str = "x") -> None:
     """Raise a clear error when ``model`` cannot take ``x``; return ``None`` when it can.
 
-    One forward of the single image ``x[:1]`` (eval mode, no gradient).  A forward that raises
+    One forward of the single image ``x[:1]`` (on the model's device, eval mode, no gradient:
+    methods move their input there, so a device mismatch is not a refusal).  A forward that raises
     becomes a ``ValueError`` naming the input's shape, the layer that refused it (the module
     entered last and not completed), the model's first layer (with the input channels a
     ``Conv2d`` expects) and the original message; an output that is not one tensor ``(N,
@@ -170,7 +173,7 @@ def check_model_input(model: Any, x: torch.Tensor, *, name: str = "x") -> None:
             break
     try:
         with eval_mode(model), torch.no_grad():
-            out = model(x[:1])
+            out = model(x[:1].to(model_device(model, default=x.device)))
     except torch.cuda.OutOfMemoryError:
         raise
     except _FORWARD_ERRORS as e:

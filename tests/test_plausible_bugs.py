@@ -497,26 +497,33 @@ def test_fisher_pixel_map_on_a_non_square_image_matches_the_loop():
 
 
 def test_fisher_epsilon_rule_takes_a_cancelled_sum_as_positive():
-    # Lapuschkin et al. 2016, eq. 22: z_d + eps sgn(z_d) with sgn(0) = +1; pi sums that cancel
-    # (equal soft counts of mirrored features) count as exactly 0
+    # Lapuschkin et al. 2016, eq. 22: z_d + eps sgn(z_d) with sgn(0) = +1.  The soft counts
+    # equal pi_k M, so both pi sums cancel (count as exactly 0); unequal weights pi_k keep the
+    # two pi dimensions' shares from cancelling each other
     from sklearn.mixture import GaussianMixture
 
-    from lrpkit.fisher import feature_relevance, fv_contributions, improve
+    from lrpkit.fisher import feature_relevance, improve
 
     rng = np.random.default_rng(3)
-    half = rng.normal(0, 1, (40, 3)) + 1.0
-    feats = np.concatenate([half, -half])
-    gmm = GaussianMixture(2, covariance_type="diag").fit(feats)
-    gmm.weights_ = np.array([0.5, 0.5])
-    gmm.means_ = np.array([[1.0, 0.5, -0.2], [-1.0, -0.5, 0.2]])
+    feats = rng.normal(0, 1, (10, 3))
+    gmm = GaussianMixture(2, covariance_type="diag").fit(rng.normal(0, 1, (40, 3)))
+    pi = np.array([0.3, 0.7])
+    gmm.weights_, gmm.means_ = pi, np.array([[1.0, 0.5, -0.2], [-1.0, -0.5, 0.2]])
     gmm.covariances_ = np.full((2, 3), 0.8)
     gmm.precisions_cholesky_ = 1 / np.sqrt(gmm.covariances_)
+    g0 = np.array([0.1, 0.5, 0.2, 0.4, 0.3, 0.3, 0.6, 0.1, 0.25, 0.25])   # sums to 0.3 M
+    g = np.stack([g0, 1 - g0], 1)
+    # m_d(l) by hand (eq. 12-13 in skimage's layout: pi, mu, sigma blocks)
+    u = (feats[:, None] - gmm.means_[None]) / np.sqrt(gmm.covariances_)[None]
+    gt = (g / np.sqrt(pi))[:, :, None]
+    psi = np.concatenate([(g - pi) / np.sqrt(pi), (gt * u).reshape(10, -1),
+                          (-gt * (u * u - 1) / np.sqrt(2)).reshape(10, -1)], 1)
     w, b, eps = rng.normal(0, 1, 14), 0.7, 1.0
-    psi = fv_contributions(feats, gmm)                       # m_d(l), (M, dims)
     z = psi.sum(0)
     z = np.where(np.abs(z) <= 1e-10 * np.abs(psi).sum(0), 0.0, z)
-    assert (z[:2] == 0).all()                                # the two pi sums cancel
+    assert (z[:2] == 0).all() and (z[2:] != 0).all()
     R3 = w * improve(psi.mean(0)) + b / psi.shape[1]
     want = (R3 * psi / (z + eps * np.where(z >= 0, 1.0, -1.0))).sum(1)
-    got = feature_relevance(feats, gmm, w, b, rule="epsilon", epsilon=eps).feature
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)   # (power-normalised noise: ~1e-8)
+    r = feature_relevance(feats, gmm, w, b, rule="epsilon", epsilon=eps, gamma=g)
+    assert r.extra["n_cancelled_dims"] == 2
+    np.testing.assert_allclose(r.feature, want, rtol=0, atol=1e-7)   # (power-normalised noise)
