@@ -204,15 +204,12 @@ class MethodSection(Section):
             self._set_param(key, value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**{k: _plain(getattr(self, k)) for k in self.__dataclass_fields__},
-                **{k: _plain(v) for k, v in self.method_params().items()}}
+        return {**super().to_dict(), **{k: _plain(v) for k, v in self.method_params().items()}}
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> Section:
-        data = {} if data is None else data
-        if not isinstance(data, Mapping):
-            raise TypeError(f"config section {cls._name!r} must be a mapping, got "
-                            f"{type(data).__name__}")
+        if not isinstance(data, Mapping):   # None: the defaults; anything else: Section's error
+            return super().from_mapping(data)
         own = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         sec = super().from_mapping(own)
         for k, v in data.items():

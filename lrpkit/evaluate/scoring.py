@@ -71,6 +71,16 @@ class TwinSplits:
         return f"TwinSplits({len(self)} images x splits {self.splits}, classes {self.classes})"
 
 
+def sample_rows(n: int, n_images: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of ``n_images`` of ``n`` images drawn without replacement from ``seed``
+    (all ``n`` for ``None``): the one image sample of the twin splits."""
+    if n_images is None:
+        return np.arange(n)
+    if int(n_images) < 1:
+        raise ValueError(f"n_images must be >= 1 or None, got {n_images!r}")
+    return np.sort(np.random.default_rng(seed).permutation(n)[:int(n_images)])
+
+
 def load_twins(root: str | os.PathLike | Mapping[str, Any], splits: Sequence[str] = TWIN_SPLITS, *,
                n_images: int | None = None, seed: int = 0,
                classes: Sequence[str] | None = None) -> TwinSplits:
@@ -97,13 +107,7 @@ def load_twins(root: str | os.PathLike | Mapping[str, Any], splits: Sequence[str
 
     ref = dataset(splits[0])
     names = [str(c) for c in (classes if classes is not None else ref.classes)]
-    n = len(ref.ids)
-    if n_images is None:
-        rows = np.arange(n)
-    else:
-        if int(n_images) < 1:
-            raise ValueError(f"n_images must be >= 1 or None, got {n_images!r}")
-        rows = np.sort(np.random.default_rng(seed).permutation(n)[:int(n_images)])
+    rows = sample_rows(len(ref.ids), n_images, seed)
     keys = [twin_key(ref.ids[i]) for i in rows]
     out = TwinSplits([], names, keys)
     for split in splits:
@@ -151,13 +155,7 @@ def dataset_twins(dataset: Any, *, n_images: int | None = None, seed: int = 0) -
                 warnings.warn(f"dataset_twins: split {s!r} left out ({exc})", stacklevel=2)
         return load_twins(splits, list(splits), n_images=n_images, seed=seed,
                           classes=list(dataset.classes))
-    n = len(dataset.ids)
-    if n_images is None:
-        rows = np.arange(n)
-    else:
-        if int(n_images) < 1:
-            raise ValueError(f"n_images must be >= 1 or None, got {n_images!r}")
-        rows = np.sort(np.random.default_rng(seed).permutation(n)[:int(n_images)])
+    rows = sample_rows(len(dataset.ids), n_images, seed)
     ids = [str(dataset.ids[i]) for i in rows]
     out = TwinSplits([split], [str(c) for c in dataset.classes], ids)
     out.ids[split] = ids

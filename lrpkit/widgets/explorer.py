@@ -467,41 +467,46 @@ class Explorer:
         res.seconds["curve"] = time.perf_counter() - t0
         return curve
 
-    def _run(self, job: Job, req: Request) -> Result | None:
-        """The worker's job: each stage is shown as soon as it is computed."""
-        t0 = time.perf_counter()
+    def _guarded(self, job: Job, stages) -> Result | None:
+        """Run ``stages()``; a cancellation goes on to the worker, any other error is shown in
+        the status line (the job's result is then ``None``)."""
         try:
-            res = self._heatmap(req, job)
-            self._show(job, res, main=True, t0=t0)
-            follow = [s for s, on in (("twin", req.twin != "none"), ("curve", self.perturbation)) if on]
-            self._set_status(bool(follow), f"{req.method} on {res.image_id}: heatmap "
-                             f"{res.seconds['shown']:.2f} s" + "".join(f" · {s} ..." for s in follow))
-            if req.twin != "none":
-                self._twin(res, job)
-                self._show(job, res, twin=True)
-            if self.perturbation:
-                res.curve = self._curve(res, job)
-                self._show(job, res, curve=True)
-            self._done(job, res, time.perf_counter() - t0)
-            return res
+            return stages()
         except Cancelled:
             raise
         except Exception as exc:  # noqa: BLE001 - shown in the status line
             self._failed(job, exc)
             return None
 
-    def _run_curve(self, job: Job, res: Result) -> Result | None:
+    def _run(self, job: Job, req: Request) -> Result | None:
+        """The worker's job: each stage is shown as soon as it is computed."""
+        return self._guarded(job, lambda: self._stages(job, req))
+
+    def _stages(self, job: Job, req: Request) -> Result:
         t0 = time.perf_counter()
-        try:
+        res = self._heatmap(req, job)
+        self._show(job, res, main=True, t0=t0)
+        follow = [s for s, on in (("twin", req.twin != "none"), ("curve", self.perturbation)) if on]
+        self._set_status(bool(follow), f"{req.method} on {res.image_id}: heatmap "
+                         f"{res.seconds['shown']:.2f} s" + "".join(f" · {s} ..." for s in follow))
+        if req.twin != "none":
+            self._twin(res, job)
+            self._show(job, res, twin=True)
+        if self.perturbation:
+            res.curve = self._curve(res, job)
+            self._show(job, res, curve=True)
+        self._done(job, res, time.perf_counter() - t0)
+        return res
+
+    def _run_curve(self, job: Job, res: Result) -> Result | None:
+        def stages() -> Result:
+            t0 = time.perf_counter()
             res.curve = self._curve(res, job)
             self._show(job, res, curve=True)
             self._done(job, res, time.perf_counter() - t0)
             return res
-        except Cancelled:
-            raise
-        except Exception as exc:  # noqa: BLE001 - shown in the status line
-            self._failed(job, exc)
-            return None
+
+        return self._guarded(job, stages)
 
     def _done(self, job: Job, res: Result, seconds: float) -> None:
         if job is self.worker.latest:
