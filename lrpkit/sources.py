@@ -291,6 +291,15 @@ class Sources:
     def model(self) -> ModelSource:
         return self.models[0]
 
+    def torch_model(self, analysis: str) -> ModelSource:
+        """The first torch model (PDA, FGVis and the gradient-based analyses need one); a
+        ``ValueError`` naming ``analysis`` and the configured models when there is none."""
+        for m in self.models:
+            if m.is_torch:
+                return m
+        raise ValueError(f"{analysis} needs a torch model; the config's models are "
+                         f"{', '.join(f'{m.name} ({m.source})' for m in self.models)}")
+
 
 # ---------------------------------------------------------------------------------------------
 # Helpers

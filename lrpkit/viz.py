@@ -18,13 +18,13 @@ LRP papers; ``vmax`` defaults to the largest absolute value, so 0 is always whit
 from __future__ import annotations
 
 from typing import Any
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
 __all__ = ["skip_section", "channel_sum", "symmetric_limit", "heatmap_rgb", "overlay", "plot_heatmaps", "show_scenes",
-           "show_image", "show_heatmap", "draw_box", "montage", "LRP_CMAP", "lrp_cmap",
+           "show_image", "show_heatmap", "draw_box", "montage", "montage_rows", "LRP_CMAP", "lrp_cmap",
            "NOTEBOOK_STYLE", "notebook_style"]
 
 LRP_CMAP = "lrp"
@@ -284,6 +284,23 @@ def draw_box(ax, box: Sequence[float], color: str = "lime", lw: float = 1.2):
         raise ValueError(f"box must be (x0, y0, x1, y1), got {box!r}")
     x0, y0, x1, y1 = (float(v) for v in box)
     return ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec=color, lw=lw))
+
+
+def montage_rows(rows: Mapping[str, Sequence[Any]], ncols: int, title: str | None = None):
+    """One montage per named row of images (empty rows left out), the names as row labels;
+    returns the figure."""
+    import matplotlib.pyplot as plt
+
+    rows = {k: v for k, v in rows.items() if len(v)}
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.4 * ncols, 1.25 * len(rows)), squeeze=False)
+    for ax, (name, imgs) in zip(axes[:, 0], rows.items()):
+        ax.imshow(montage(imgs, ncols=ncols, pad=3))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def montage(images: Sequence[Any], ncols: int | None = None, pad: int = 2,

@@ -46,7 +46,7 @@ from lrpkit.data.bias import bias_summary
 from lrpkit.data.summary import class_counts, images_of_class
 from lrpkit.evaluate.scoring import TWIN_SPLITS, ap_by_split, dataset_twins
 from lrpkit.results import make_attrs, open_dataset, save_dataset
-from lrpkit.viz import montage, show_scenes
+from lrpkit.viz import montage_rows, show_scenes
 
 cfg = lrpkit.load_config(config)
 src = sources.load_sources(cfg)
@@ -86,14 +86,7 @@ if not ds.has_boxes:
 
 # %%
 rows = {c: ds.images(images_of_class(ds, c, n_montage, single_first=True)) for c in ds.classes}
-rows = {k: v for k, v in rows.items() if v}
-fig, axes = plt.subplots(len(rows), 1, figsize=(1.4 * n_montage, 1.25 * len(rows)), squeeze=False)
-for ax, (name, imgs) in zip(axes[:, 0], rows.items()):
-    ax.imshow(montage(imgs, ncols=n_montage, pad=3))
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-fig.suptitle(f"{ds.split} images per class", fontsize=10)
+fig = montage_rows(rows, n_montage, f"{ds.split} images per class")
 plt.tight_layout()
 plt.show()
 
@@ -173,14 +166,7 @@ if scenes:
     if "test_untagged" in split_ds:
         groups["test_untagged (tag removed)"] = images_of([i.replace("test_", "untagged_") for i in tagged_ids],
                                                           "test_untagged")
-    groups = {k: v for k, v in groups.items() if v}
-    fig, axes = plt.subplots(len(groups), 1, figsize=(1.4 * n_montage, 1.25 * len(groups)), squeeze=False)
-    for ax, (name, imgs) in zip(axes[:, 0], groups.items()):
-        ax.imshow(montage(imgs, ncols=n_montage, pad=3))
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle("test images per bias", fontsize=10)
+    fig = montage_rows(groups, n_montage, "test images per bias")
     plt.tight_layout()
     plt.show()
 else:

@@ -68,11 +68,7 @@ cfg = lrpkit.load_config(config)
 pc = cfg.pda
 torch.manual_seed(cfg.seed)
 src = sources.load_sources(cfg)
-torch_models = [mm for mm in src.models if mm.is_torch]
-if not torch_models:
-    raise ValueError(f"PDA needs a torch model; the config's models are "
-                     f"{', '.join(f'{mm.name} ({mm.source})' for mm in src.models)}")
-m, ds = torch_models[0], src.dataset
+m, ds = src.torch_model("PDA"), src.dataset
 model, crop = m.model, m.crop
 try:
     train = pipeline.training_split(cfg)

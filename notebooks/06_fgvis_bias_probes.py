@@ -58,11 +58,7 @@ cfg = lrpkit.load_config(config)
 fc = cfg.fgvis
 torch.manual_seed(cfg.seed)
 src = sources.load_sources(cfg)
-torch_models = [mm for mm in src.models if mm.is_torch]
-if not torch_models:
-    raise ValueError(f"FGVis needs a torch model; the config's models are "
-                     f"{', '.join(f'{mm.name} ({mm.source})' for mm in src.models)}")
-m, ds = torch_models[0], src.dataset
+m, ds = src.torch_model("FGVis"), src.dataset
 model, classes, ids = m.model, list(m.classes), list(ds.ids)
 on_scenes = ds.source == "scenes"
 x_all = m.inputs(ds.images())

@@ -334,3 +334,15 @@ def test_output_kind_defaults_to_the_datasets(saved, devkit, folder, tmp_path):
     own = load_sources({"model": {**model, "output": "singlelabel"},
                         "dataset": {"source": "voc", "root": str(devkit), "classes": list(CLASSES)}})
     assert own.model.output == "singlelabel"                  # the config's own word wins
+
+
+def test_torch_model_is_the_first_torch_one_or_a_named_error(saved, devkit):
+    from lrpkit.sources import Sources
+
+    _, d = saved
+    src = load_sources({"models": [{"source": "torchvision", "arch": "resnet18",
+                                    "weights": str(d / "resnet18_sd.pt"), "name": "a", **SMALL}],
+                        "dataset": {"source": "voc", "root": str(devkit), "classes": list(CLASSES)}})
+    assert src.torch_model("PDA") is src.models[0]
+    with pytest.raises(ValueError, match="PDA needs a torch model; the config's models are $"):
+        Sources(models=[], dataset=src.dataset).torch_model("PDA")

@@ -129,3 +129,18 @@ def test_notebook_style_sets_the_reports_rcparams_and_names_unknown_keys():
         assert plt.rcParams["legend.fontsize"] == 7 and plt.rcParams["axes.titlesize"] == 10
         with pytest.raises(ValueError, match="axes.no_such"):
             notebook_style({"axes.no_such": 1})
+
+
+def test_montage_rows_one_labelled_row_per_non_empty_group():
+    import matplotlib
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from lrpkit.viz import montage_rows
+
+    img = np.zeros((6, 8, 3))
+    fig = montage_rows({"a": [img, img], "empty": [], "b": [img]}, ncols=2, title="t")
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels == ["a", "b"] and fig._suptitle.get_text() == "t"
+    h, w = fig.axes[0].images[0].get_array().shape[:2]
+    assert h >= 6 and w >= 2 * 8                # row "a": both images side by side
