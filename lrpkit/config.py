@@ -39,7 +39,7 @@ import yaml
 __all__ = ["Config", "Section", "PathsConfig", "DataConfig", "CNNConfig", "FisherConfig",
            "MethodSection", "LRPConfig", "EvaluationConfig", "PDAConfig", "FGVisConfig", "ReportsConfig",
            "ModelConfig", "ModelsConfig", "DatasetConfig", "MODEL_SOURCES", "MODEL_OUTPUTS",
-           "DATASET_SOURCES", "config_path",
+           "DATASET_SOURCES", "config_path", "config_names",
            "SECTIONS", "load_config", "as_config", "merge", "project_root", "resolve_path"]
 
 
@@ -286,18 +286,73 @@ def _matches(value: Any, hint: Any) -> tuple[bool, Any]:
     return True, value
 
 
+def _describe_hint(hint: Any) -> str:
+    """A type hint in words: ``int``, ``int or null``, ``list of int``."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return " or ".join(_describe_hint(h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if origin in (list, tuple):
+        args = typing.get_args(hint)
+        return f"list of {_describe_hint(args[0])}" if args else "list"
+    if origin is dict:
+        return "mapping"
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
 def _check_value(cls: type, key: str, value: Any) -> Any:
+    """``value`` converted to the field's type (int -> float, tuple -> list) and checked against
+    the section's declaration of the key (``_accepts``: :mod:`lrpkit.params` constraints, e.g.
+    ``Interval(int, 1, None)``, ``Options(...)``); ``InvalidParameterError`` (a ``TypeError`` and
+    a ``ValueError``) naming the key, the value and what is allowed otherwise."""
+    from .params import InvalidParameterError, Param, _as_constraints
+
     hint = _hints(cls).get(key, Any)
     ok, v = _matches(value, hint)
+    spec = getattr(cls, "_accepts", {}).get(key)
+    decl = None if spec is None else Param(key, None, _as_constraints(spec))
+    if ok and (decl is None or decl.accepts(v)):
+        return v
+    allowed = None if decl is None else decl.describe().removesuffix(" or None") + (
+        " or null" if decl.optional else "")
     if not ok:
-        name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-        raise TypeError(f"config key {cls._name}.{key} must be {name}, got {value!r}")
-    return v
+        extra = f" ({allowed})" if allowed else ""
+        raise InvalidParameterError(f"config key {cls._name}.{key} must be {_describe_hint(hint)}"
+                                    f"{extra}, got {value!r}")
+    raise InvalidParameterError(f"config key {cls._name}.{key} must be {allowed}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------
 # The sections
 # ---------------------------------------------------------------------------------------------
+# ``_accepts``: each section's declaration of the values its keys take (:mod:`lrpkit.params`
+# constraints, checked when a config loads, :func:`_check_value`); keys not declared are checked
+# for their type only.
+def _interval(kind: type, low: float | None = None, high: float | None = None, closed: str = "both"):
+    from .params import Interval
+
+    return Interval(kind, low, high, closed)
+
+
+def _options(*values: Any):
+    from .params import Options
+
+    return Options(*values)
+
+
+def _lazy_options(module: str, function: str):
+    """:class:`~lrpkit.params.Options` read from ``module.function()`` on first check (the preset
+    table lives with the scene generator, which imports numpy)."""
+    import importlib
+
+    return _options(lambda: importlib.import_module(module).__dict__[function]())
+
+
+_POSITIVE = _interval(int, 1, None)
+_COUNT = _interval(int, 0, None)
+
+
 @dataclass(eq=False)
 class PathsConfig(Section):
     """Where data, models and reports live (relative to the project root unless absolute)."""
@@ -313,6 +368,9 @@ class DataConfig(Section):
     """:func:`lrpkit.data.generate_scenes` settings (the seed is the top-level ``seed``)."""
 
     _name = "data"
+    _accepts = {
+        "n_train": _COUNT, "n_val": _COUNT, "n_test": _COUNT,
+        "preset": _lazy_options("lrpkit.data.realism", "preset_names")}
     n_train: int = 2000
     n_val: int = 500
     n_test: int = 1000
@@ -324,6 +382,13 @@ class CNNConfig(Section):
     """Scene CNN and its training (Lapuschkin et al. 2016, App. E; :func:`lrpkit.models.train_cnn`)."""
 
     _name = "cnn"
+    _accepts = {
+        "size": _POSITIVE, "crop": _POSITIVE, "width": _POSITIVE, "convs_per_stage": _POSITIVE,
+        "hidden": _POSITIVE, "dropout": _interval(float, 0, 1, "left"),
+        "optimizer": _options("adam", "sgd"), "lr": _interval(float, 0, None, "neither"),
+        "momentum": _interval(float, 0, 1, "left"), "weight_decay": _interval(float, 0, None),
+        "warmup": _interval(float, 0, 1), "epochs": _POSITIVE, "batch_size": _POSITIVE,
+        "num_threads": [_POSITIVE, None]}
     size: int = 128                    # longest side S after rescaling; padded to S x S
     crop: int = 112                    # crop c (10 views for training, centre crop at test)
     width: int = 16                    # channels of the first conv stage
@@ -354,6 +419,13 @@ class FisherConfig(Section):
     :class:`lrpkit.fisher.FisherVectorClassifier`)."""
 
     _name = "fisher"
+    _accepts = {
+        "step": _POSITIVE, "magnif": _interval(float, 0, None, "neither"),
+        "contrast_threshold": _interval(float, 0, None), "pca_dim": _POSITIVE,
+        "n_components": _POSITIVE, "n_samples": _POSITIVE, "max_fit_images": [_POSITIVE, None],
+        "gmm_max_iter": _POSITIVE, "reg_covar": _interval(float, 0, None),
+        "batch_size": _POSITIVE, "C": _interval(float, 0, None, "neither"),
+        "loss": _options("hinge", "squared_hinge"), "max_iter": _POSITIVE}
     bin_sizes: list[int] = field(default_factory=lambda: [4, 6, 8])
     step: int = 3
     magnif: float = 6.0
@@ -389,35 +461,38 @@ class EvaluationConfig(Section):
     """Budgets of the evaluation notebooks (image counts, steps ...)."""
 
     _name = "evaluation"
-    ap_images: int | None = 150
-    resampling_images: int = 42
+    ap_images: int | None = 150          # notebooks 00 / 01: AP table images (+ twins); None: all
+    resampling_images: int = 120         # notebook 01: true-positive (image, class) pairs (Fig. 7)
     resampling_repeats: int = 5
     resampling_batch: int = 20
     resampling_steps: int = 50
     average_heatmap_images: int = 20
-    tag_images: int = 12
+    tag_images: int | None = 60          # tagged horse test images (+ untagged twins); None: all
     tag_margin: int = 8
     cnn_cutoff: str | None = "features.6"
     # notebook 02: context (Lapuschkin et al. 2016, eq. 11, Fig. 6) against the planted truth
-    context_images: int = 6              # test images per class for mu (Lapuschkin et al. 2016, Fig. 6)
-    context_bootstrap: int = 1000        # bootstrap resamples for mu's intervals
-    context_ap_images: int | None = 80    # test images (and swapped twins) for the AP drop; None: all
+    context_images: int = 30             # test images per class for mu, drawn from the twin sample
+    context_bootstrap: int = 1000        # bootstrap resamples for every interval of 02 / 03
+    context_ap_images: int | None = 240   # test images (and their twins) scored for the AP drop; None: all
+    context_checkpoint_images: int = 15  # images per class for mu at each CNN checkpoint
     # notebook 04: region perturbation / AOPC (Samek et al. 2017; lrpkit.evaluate.perturbation)
-    aopc_images: int = 4                 # scene-CNN test images for Fig. 4, complexity, deletion
-    aopc_steps: int = 40                 # perturbation steps L (Samek et al. 2017: 100)
-    aopc_repeats: int = 2                # uniform-noise repeats (Samek et al. 2017: 10)
+    aopc_images: int = 100               # true-positive test images for Fig. 4 and complexity (paper: 5040)
+    aopc_steps: int | None = None        # perturbation steps L; None: the paper's share (15.7 %) of the image
+    aopc_step_samples: int | None = 5    # evaluated steps per curve (stratified, unbiased); None: every step
+    aopc_repeats: int = 3                # uniform-noise repeats / random orders (Samek et al. 2017: 10)
     aopc_region_size: int | None = None   # m; None: paper's 9 at 227 px scaled to the input
     aopc_region_sizes: list[int] = field(default_factory=lambda: [1, 3, 5, 9, 19])  # Fig. 8 (scaled)
-    aopc_scale_images: int = 2           # images for the region-size study (Fig. 8)
-    aopc_scale_steps: int = 30
-    aopc_checkpoint_images: int = 2      # AOPC per training checkpoint (Fig. 7)
-    aopc_checkpoint_steps: int = 30
+    aopc_scale_images: int = 30          # images for the region-size study (Fig. 8)
+    aopc_scale_steps: int | None = None  # None: the paper's share of the image at every region size
+    aopc_checkpoint_images: int = 30     # AOPC per training checkpoint (Fig. 7)
+    aopc_checkpoint_steps: int | None = None
     aopc_checkpoint_map_images: int | None = 200   # test images for each checkpoint's mAP
-    aopc_fv_images: int = 2              # FV-LRP on the FV model (FV encoding ~0.2 s per image)
-    aopc_fv_steps: int = 10
-    aopc_road_images: int = 3            # uniform vs ROAD replacement
-    aopc_road_steps: int = 20
-    deletion_steps: int = 28             # RISE deletion/insertion steps (pixels per step: H*W / steps)
+    aopc_fv_images: int = 6              # FV-LRP on the FV model (FV encoding ~0.2 s per image)
+    aopc_fv_steps: int | None = None
+    aopc_road_images: int = 30           # uniform vs ROAD replacement
+    aopc_road_steps: int | None = None
+    deletion_images: int = 30            # RISE deletion/insertion images (of the AOPC images)
+    deletion_steps: int = 10             # RISE deletion/insertion steps (pixels per step: H*W / steps)
     perturbation_batch: int | None = None     # perturbed images per forward (None: auto)
 
 
@@ -431,9 +506,14 @@ class PDAConfig(MethodSection):
     patch_images: int = 200          # training images the patch Gaussian is fitted on
     patch_max_patches: int = 20000   # outer patches drawn from them
     heatmap_images: int = 3          # test images (distinct classes) for the heatmap panels
-    heatmap_stride: int = 10         # window grid step for the heatmaps (1 = paper; CPU budget)
-    approx_images: int = 30          # Fig. 11 (paper: 200 images)
-    approx_samples: int = 64         # Fig. 11 / 16 (paper: 500 samples)
+    heatmap_stride: int = 10         # window grid step of sampling / mean of S draws (1 = paper)
+    mean_stride: int = 4             # window grid step of the conditional mean (Algorithm 2)
+    gradient_stride: int = 1         # window grid step of the gradient form (Algorithm 3)
+    aopc_images: int = 40            # true-positive test images: fast variants, timings, AOPC
+    sampling_images: int = 12        # of these, explained by sampling too (S passes per window)
+    approx_images: int = 40          # Fig. 11 (paper: 200 images)
+    approx_windows: int | None = 10  # Fig. 11: windows on the object drawn per image (None: all)
+    approx_samples: int = 40         # Fig. 11 / 16 (paper: 500 samples)
     invariance_images: int = 2       # Fig. 18
     invariance_angle: float = 10.0   # degrees
     invariance_crop: float = 0.8     # kept share of each side
@@ -450,18 +530,21 @@ class FGVisConfig(MethodSection):
     _name = "fgvis"
     _method = "fgvis"
     example_images: int = 3             # Fig. 2: the four games on these test images
-    defence_images: int = 200           # Table 1: confidently classified test images
+    defence_images: int = 300           # Table 1: confidently classified test images (at least
+                                        # this many: the cut is lowered below 0.995 if needed)
     defence_candidates: int | None = None  # test images screened for them (None: all)
-    defence_confidence: float = 0.9     # top softmax score to count as confident (paper: 0.995)
+    defence_confidence: float = 0.995   # top softmax score to count as confident (the paper's)
     defence_steps: int = 60             # generation-game steps with / without the defence
     defence_lr: float = 0.1
     defence_patience: int | None = 15  # an image stops after this many steps without gain
     defence_goal_score: float = 0.5     # "reached": arg-max = target with at least this score
-    faithfulness_images: int = 12       # Table 2: test images (deletion metric)
+    defence_goal_scores: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.9, 0.99])
+                                        # the success rate as a function of the goal score
+    faithfulness_images: int = 100      # Table 2: test images (deletion metric)
     deletion_steps: int = 28            # deletion-curve steps (H W / 28 pixels per step)
     colour_images: int | None = None  # Table A3: test images for the channel swap (None: all)
     colour_mask_images: int = 6         # preservation masks per class (bus, car)
-    tag_images: int = 12                # tagged horse test images (with their untagged twins)
+    tag_images: int = 30                # tagged horse test images (with their untagged twins)
 
 
 @dataclass(eq=False)
@@ -469,6 +552,7 @@ class ReportsConfig(Section):
     """The report runner (:mod:`lrpkit.batch`)."""
 
     _name = "reports"
+    _accepts = {"timeout": [_POSITIVE, None]}
     notebooks: list[str] | None = None      # None: every notebook in name order
     hide_code: bool = True
     timeout: int | None = 3600              # seconds per cell
@@ -722,6 +806,30 @@ def config_path(name: str, shipped: bool = True) -> Path | None:
     return path if path.is_file() else None
 
 
+def config_names() -> list[str]:
+    """The names :func:`load_config` finds: ``configs/*.yaml`` of the project and of lrpkit's
+    shipped configs, sorted."""
+    folders = [project_root() / "configs"]
+    try:
+        from .resources import bundled
+
+        folders.append(bundled("configs"))
+    except (FileNotFoundError, ImportError):
+        pass
+    return sorted({q.stem for f in folders if f.is_dir() for q in f.glob("*.yaml")})
+
+
+def _no_config(path: Path, given: str) -> str:
+    """The message for a config that is not there: the names there are, and the closest one."""
+    import difflib
+
+    names = config_names()
+    close = difflib.get_close_matches(Path(given).stem, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (f"config file not found: {path} (nor a config of that name shipped with lrpkit); "
+            f"config names: {', '.join(names) or '(none)'}, or a YAML path{hint}")
+
+
 def merge(base: Mapping, over: Mapping) -> dict:
     """``over`` merged into a copy of ``base``: nested mappings merged key by key, anything else
     replaced.  The result shares no dict or list with either input (sections become plain dicts)."""
@@ -792,8 +900,7 @@ def load_config(config: str | os.PathLike | Mapping | None = None, **overrides: 
         if not p.suffix and not p.exists():
             p = project_root() / "configs" / f"{p.name}.yaml"
         if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p} (nor a config of that name "
-                                    f"shipped with lrpkit)")
+            raise FileNotFoundError(_no_config(p, str(config)))
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:

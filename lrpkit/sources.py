@@ -226,11 +226,10 @@ class DatasetSource:
         return any(len(b) for b in self.boxes)
 
     def image(self, i: int):
-        """Image ``i`` as a PIL RGB image."""
-        from PIL import Image
+        """Image ``i`` as a PIL RGB image (``DamagedFile`` naming an unreadable file)."""
+        from ._integrity import open_rgb
 
-        with Image.open(self.paths[i]) as im:
-            image = im.convert("RGB")
+        image = open_rgb(self.paths[i])
         self._sizes[i] = image.size
         return image
 

@@ -7,7 +7,7 @@
 #     language: python
 #     name: python3
 #   lrpkit:
-#     expected_seconds: 40
+#     expected_seconds: 30
 # ---
 
 # %% [markdown]
@@ -40,12 +40,14 @@ import xarray as xr
 from IPython.display import Markdown, display
 
 import lrpkit
-from lrpkit import pipeline, sources, viz
+from lrpkit import layout, pipeline, sources, viz
 from lrpkit.data import VOCDataset, read_bias
 from lrpkit.data.summary import images_of_class
 from lrpkit.evaluate import box_share
 from lrpkit.evaluate.scoring import image_scores
-from lrpkit.evaluate.shallow_deep import class_average_heatmaps, map_key, source_map_model, tag_relevance
+from lrpkit.evaluate import Findings, attach_interval
+from lrpkit.evaluate.shallow_deep import class_average_heatmaps, map_key, source_map_model
+from lrpkit.evaluate.tag_experiment import tag_experiment, tag_intervals, tag_unavailable
 from lrpkit.fisher import FisherLRP
 from lrpkit.heatmaps import fv_heatmap, grow_box, heatmap_params, source_heatmaps
 from lrpkit.results import make_attrs, save_dataset
@@ -53,6 +55,7 @@ from lrpkit.viz import draw_box, show_heatmap, show_image
 
 cfg = lrpkit.load_config(config)
 ev = cfg.evaluation
+F = Findings("03_shallow_vs_deep")
 src = sources.load_sources(cfg)
 ds = src.dataset
 classes = list(ds.classes)
@@ -169,32 +172,12 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ### Context use per class: outside-inside relevance ratio (Lapuschkin et al. 2016, eq. 11, Fig. 6)
+# ### Context use per class (Lapuschkin et al. 2016, eq. 11, Fig. 6)
 #
-# µ = mean positive relevance per pixel *outside* the class's boxes / mean *inside*, per image, from
-# the same heatmaps (median over images). µ > 1: the evidence is denser in the context than on the
-# object. On the scene set the planted context bias predicts high µ for the FV model on classes
-# with distinctive backgrounds; note µ depends on the box's share of the image and on a model's
-# crop (and the scene CNN's padding), so compare the models class by class rather than against 1.
-
-# %%
-if ds.has_boxes:
-    med = avg.context_ratio_median.where(np.isfinite(avg.context_ratio_median))  # no R+ inside: mu = inf
-    fig, ax = plt.subplots(figsize=(7, 2.8))
-    xs = np.arange(len(classes))
-    w = 0.8 / len(models)
-    for k, mm in enumerate(models):
-        ax.bar(xs + (k - (len(models) - 1) / 2) * w, med.sel(model=mm.name), w, label=mm.name, color=f"C{k}")
-    ax.axhline(1, color="k", lw=0.5)
-    ax.set_xticks(xs, classes)
-    ax.set_ylabel("median µ (outside / inside)")
-    ax.set_title("Outside-inside relevance ratio per class (eq. 11); higher = more context")
-    ax.legend()
-    plt.tight_layout()
-    plt.show()
-else:
-    viz.skip_section("Context use per class (outside-inside ratio µ)", "object boxes in the dataset "
-                     "(VOC annotations or a box CSV)")
+# µ of the same heatmaps (padding of the deep model's input and the planted tag left out) is kept
+# per image in the results (`context_ratio`); the report on context is notebook 02, which measures
+# µ with intervals on a random sample of at least 30 images per class (these average-heatmap images
+# are landscape-first, chosen for the picture, not as a sample).
 
 # %% [markdown]
 # ## The horse tag of the scene set (Lapuschkin et al. 2016, Fig. 5, right)
@@ -206,45 +189,41 @@ else:
 # tagged image and its untagged twin, and the horse score. A uniform heatmap would put about the
 # tag's share of the area there. FV relevance is spread over each local feature's receptive field
 # (16-32 pixels square), so heat caused by the tag also lands around it: we report the share in the
-# box grown by `tag_margin` pixels too. (The scene CNN's centre crop cuts off the left ~11 image
-# pixels, about 40 % of the tag; its box is mapped into the crop and clipped.)
+# box grown by `tag_margin` pixels too. (The scene CNN's centre crop, 112 of 128 pixels, cuts 10
+# image pixels off each end of the longer side: the left 8 of the tag's 28 columns on landscape
+# images (160 × 120) and all but the top ~3 of its 11 rows on portrait ones (120 × 160). Its box
+# is mapped into the crop and clipped, so the CNN's share is of the part of the tag it sees.)
 
 # %%
-cases, tag_ds = [], None
-tag_data = ds.source == "scenes" and ds.split == "test" and "horse" in classes
-if tag_data:
-    try:
-        untagged = VOCDataset(ds.root, "test_untagged", classes=classes)
-    except FileNotFoundError:
-        tag_data = False
-if tag_data:
+cases, tag_ds, tag_ci = [], None, None
+no_tag = tag_unavailable(ds)
+if no_tag is None:
     h = classes.index("horse")
-    objs = read_bias(ds.root)
-    objs = objs[objs.split == "test"]
+    # computed once for notebooks 02 and 03 (cached on disk by model files, data and parameters)
+    tag_ds = tag_experiment(cfg, ([fv] if fv is not None else []) + deep, ds,
+                            lambda: sources.load_dataset(cfg.dataset, cfg, split="test_untagged"),
+                            cache_dir=layout.models_root(cfg) / "cache", progress=True)
+    tag_ds = tag_ds.assign_coords(model=[mm.name for mm in models])      # the FV model shown as "FV"
+    tag_ci, tag_iv = tag_intervals(tag_ds, n_boot=ev.context_bootstrap, seed=cfg.seed)
+    tab = pd.DataFrame({q: [tag_iv[(str(m), str(q))].format(3) + f" ({tag_iv[(str(m), str(q))].n})"
+                            for m in tag_ci.model.values] for q in tag_ci.measure.values}, index=tag_ci.model.values).T
+    cached = "read from the cache" if tag_ds.attrs.get("cache_hit") else "computed now and cached"
+    display(Markdown(f"{tag_ds.attrs['n_cases']} tagged horse test images (the same experiment as notebook 02, "
+                     f"{cached}); "
+                     "estimate [95 % bootstrap interval over images] (n); shares of positive relevance, 0-1; "
+                     "enrichment: share in the tag box over the tag's share of the area (a ratio of sums):"))
+    display(tab)
+    untagged = VOCDataset(ds.root, "test_untagged", classes=classes)
     upos = {i: k for k, i in enumerate(untagged.ids)}
     pos = {i: k for k, i in enumerate(ds.ids)}
-    tagged = objs[(objs["class"] == "horse") & (objs.tag == 1)].drop_duplicates("image_id")
-    tagged = tagged[tagged.image_id.isin(ds.ids)].head(n_tag)
-    for _, row in tagged.iterrows():
-        twin = "untagged_" + row.image_id.split("_", 1)[1]
-        if twin in upos:
-            tag = (int(row.tag_xmin), int(row.tag_ymin), int(row.tag_xmax), int(row.tag_ymax))
-            cases.append((row.image_id, ds.image(pos[row.image_id]), untagged[upos[twin]][0], tag))
-    tag_ds = tag_relevance(models, cases, target=h, margin=tag_margin, progress=True)
-    sh = tag_ds.tag_share.mean("case")
-    tab = pd.DataFrame({
-        "in tag box, test": sh.sel(version="test", region="tag box").to_series(),
-        "in tag box, untagged": sh.sel(version="test_untagged", region="tag box").to_series(),
-        f"box + {tag_margin} px, test": sh.sel(version="test").isel(region=1).to_series(),
-        f"box + {tag_margin} px, untagged": sh.sel(version="test_untagged").isel(region=1).to_series(),
-        "tag's share of area": tag_ds.tag_area_share.mean("case").to_series(),
-        "horse score, test": tag_ds.score.sel(version="test").mean("case").to_series(),
-        "horse score, untagged": tag_ds.score.sel(version="test_untagged").mean("case").to_series()})
-    display(Markdown(f"{len(cases)} tagged horse test images (means; shares of positive relevance, 0-1):"))
-    display(tab.style.format("{:.3f}"))
+    first_case = str(tag_ds.case.values[0])
+    tag_box = tuple(int(v) for v in read_bias(ds.root).set_index("image_id").loc[[first_case]].iloc[0][
+        ["tag_xmin", "tag_ymin", "tag_xmax", "tag_ymax"]])
+    cases = [(first_case, ds.image(pos[first_case]),
+              untagged[upos["untagged_" + first_case.split("_", 1)[1]]][0], tag_box)]
 else:
-    viz.skip_section("The horse tag", "lrpkit's scene set analysed on `test` (`dataset.source: scenes`), "
-                     "with its planted copyright tags (`bias.csv`) and their untagged twins (`test_untagged`)")
+    viz.skip_section("The horse tag", f"{no_tag}, with its planted copyright tags (`bias.csv`) and "
+                     "their untagged twins (`test_untagged`)")
 
 # %%
 if cases:
@@ -276,15 +255,15 @@ if cases:
     fig, ax = plt.subplots(figsize=(5, 2.8))
     w = 0.76 / len(models)
     for j, mm in enumerate(models):
-        vals = tag_ds.tag_share.sel(model=mm.name, region="tag box")
+        ci_m = tag_ci.sel(model=mm.name, measure=["share_tagged", "share_untagged"])
         xs = np.arange(2) + w * (j - (len(models) - 1) / 2)
-        ax.bar(xs, vals.mean("case") * 100, w,
-               yerr=vals.std("case") * 100 / np.sqrt(max(1, len(cases))), label=mm.name, color=f"C{j}")
+        ax.bar(xs, ci_m.estimate * 100, w, yerr=[(ci_m.estimate - ci_m.low) * 100, (ci_m.high - ci_m.estimate) * 100],
+               capsize=3, label=f"{mm.name} (n = {int(ci_m.n[0])})", color=f"C{j}")
         ax.hlines([float(tag_ds.tag_area_share.sel(model=mm.name).mean()) * 100] * 2, xs - w / 2, xs + w / 2,
                   color="k", ls=":", lw=1.2, label="tag's share of the area" if j == 0 else None)
     ax.set_xticks([0, 1], ["with tag", "tag removed"])
     ax.set_ylabel("% of positive relevance in tag box")
-    ax.set_title("Horse heatmaps: relevance on the tag (mean ± s.e.m.)")
+    ax.set_title("Horse heatmaps: relevance on the tag (mean, 95 % bootstrap interval)")
     ax.legend()
     plt.tight_layout()
     plt.show()
@@ -334,11 +313,61 @@ if first is not None and not cut_ok:
     viz.skip_section("Deep heatmap with a cut-off layer", f"LRP on a model with the layer "
                      f"`evaluation.cnn_cutoff` = `{cutoff}` (set it to one of {first.name}'s layers)")
 
+# %% [markdown]
+# ## Findings (generated)
+#
+# Lapuschkin et al. (2016, Fig. 5 right) found the FV model's horse evidence on the copyright tag and
+# its score falling without it, while the DNN's heatmap ignored the tag. Tested on the tagged
+# horse images (the sample size is each row's n).
+
 # %%
-out = avg if tag_ds is None else xr.merge([avg, tag_ds.rename(score="horse_score")], combine_attrs="drop")
+fv_name = models[0].name if fv is not None else None
+dnn = deep[0].name if deep else None
+TAG_FV = ("The FV model's horse relevance concentrates on the copyright tag: enrichment over the tag's area > 1 "
+          "(Lapuschkin et al. 2016, Fig. 5 right)")
+TAG_SCORE = "Removing the tag lowers the FV model's horse score: score drop > 0 (Lapuschkin et al. 2016, Fig. 5 right)"
+TAG_DNN = ("The DNN does not use the tag: its horse score drop without the tag is ≤ 0 "
+           "(Lapuschkin et al. 2016, Fig. 5 right)")
+if tag_ds is None:
+    for claim in (TAG_FV, TAG_SCORE, TAG_DNN):
+        F.not_tested(claim, f"needs {no_tag}")
+else:
+    if fv_name is not None:
+        F.add(TAG_FV, tag_iv[(fv_name, "enrichment")], direction=">", reference=1.0,
+              paper="heat concentrated on the tag")
+        F.add(TAG_SCORE, tag_iv[(fv_name, "score_drop")], direction=">", paper="score drops")
+    else:
+        for claim in (TAG_FV, TAG_SCORE):
+            F.not_tested(claim, "needs a Fisher-vector model")
+    if dnn is not None:
+        sd, sh = tag_iv[(dnn, "score_drop")], tag_iv[(dnn, "share_tagged")]
+        horses = read_bias(ds.root).query("`class` == 'horse' and split == @cfg.cnn.train_split")
+        tag_rate = float(horses.drop_duplicates("image_id").tag.mean())
+        F.add(TAG_DNN, sd, direction="<", paper="heatmap and decision unaffected",
+              reason=(f"lrpkit's scenes plant the tag on {100 * tag_rate:.0f} % of the horse images of "
+                      f"`{cfg.cnn.train_split}` and the {dnn} learned it: "
+                      f"{100 * sh.estimate:.0f} % [{100 * sh.low:.0f}, {100 * sh.high:.0f}] of its horse relevance "
+                      f"lies on the tag box and its score falls by {sd.estimate:.2f} without it; in the paper the "
+                      "tag was rare in PASCAL VOC and the DNN, pre-trained on ImageNet, did not pick it up"))
+    else:
+        F.not_tested(TAG_DNN, "needs a deep network")
+n_avg_used = ", ".join(f"{c} {int(k)}" for c, k in zip(classes, avg.n_average.values))
+display(Markdown(f"Sample sizes: average heatmaps on {n_avg_used} images per class"
+                 + (f"; tag experiment on {tag_ds.attrs['n_cases']} tagged horse images" if tag_ds is not None else "")
+                 + "."))
+
+# %% tags=["findings"]
+F.show()
+
+# %%
+out = avg if tag_ds is None else xr.merge(
+    [avg, tag_ds.rename(score="horse_score", model="tag_model", region="tag_region")], combine_attrs="drop")
+if tag_ci is not None:
+    out = attach_interval(out, "tag", tag_ci.rename(model="tag_model"))
 out.attrs = make_attrs(cfg, notebook="03_shallow_vs_deep", **sources.describe(src.models, ds),
                        fv_model=str(fv.path) if fv is not None else "", fv_lrp=FV_KW, deep_heatmaps=DEEP_KW,
-                       cnn_cutoff=cutoff, average_heatmap_images=n_avg, tag_images=n_tag, tag_margin=tag_margin)
+                       cnn_cutoff=cutoff, average_heatmap_images=n_avg, tag_images=str(n_tag), tag_margin=tag_margin)
+out = F.attach(out)
 if results_path:
     save_dataset(out, results_path)
 out

@@ -111,7 +111,8 @@ def test_status_file_keeps_its_keys_and_round_trips_the_failure(tmp_path):
     # the status file's layout (read by the index, resume, combine and by people)
     assert list(d) == ["name", "group", "state", "seconds", "params", "notebook", "attempts", "error_kind",
                        "error", "failed_cell", "failed_cell_index", "failed_cell_source", "partial", "ipynb",
-                       "html", "results", "thumbnail", "fingerprint", "started", "finished", "host", "out_dir"]
+                       "html", "results", "thumbnail", "fingerprint", "started", "finished", "host", "out_dir",
+                       "config"]
     assert d["state"] == "failed" and d["error_kind"] == "cell-error" and d["failed_cell"] == 4
     back = C.read_status(path)
     assert isinstance(back.failure, CellError) and back.failure.cell_index == 4
@@ -136,7 +137,10 @@ def test_combine_stacks_cells_along_parameters(tmp_path):
                        out_dir=str(tmp_path), config="smoke", params=(("lrp.epsilon", eps), ("scale", scale)),
                        group="probe")
             save_dataset(xr.Dataset({"v": (("step",), scale * np.arange(3.0) + eps)}), c.path(".nc"))
-            C.write_status(c.status_path, C.CellResult(c.name, "probe", "ok", params=c.param_dict))
+            c.path(".ipynb").write_text("{}")
+            # ok and current (the fingerprint of today's notebook, config and code)
+            C.write_status(c.status_path, C.CellResult(c.name, "probe", "ok", params=c.param_dict,
+                                                       fingerprint=C.fingerprint(c)))
             cells.append(c)
     C.write_status(cells[-1].status_path, C.CellResult(cells[-1].name, "probe", "failed"))
     ds = combine_cells(cells)

@@ -75,3 +75,11 @@ def test_an_unknown_kind_in_a_status_file_is_kept():
     f = failure_from_status({"error_kind": "gpu-lost", "error": "CUDA error", "failed_cell": 2})
     assert type(f) is Failure and f.kind == "gpu-lost" and f.to_status()["error_kind"] == "gpu-lost"
     assert failure_from_status({"error_kind": None, "error": None}) is None
+
+
+def test_a_cell_without_a_raising_line_is_named_by_number_and_never_by_a_line_it_did_not_raise():
+    # a timeout or a kernel death names no line: the cell's first line is marked as such
+    f = CellTimeout("CellTimeoutError: ...").located(4, 3, "import time")
+    assert f.describe("00_slow") == "00_slow: timed out in cell #3 [4] (begins: import time): CellTimeoutError: ..."
+    assert f.located(4, 3, f.source).source == "begins: import time"      # marked once
+    assert classify(_cell_error()).located(4, 5, "x = 1").source == "raise ValueError('planted')"

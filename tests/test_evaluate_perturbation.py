@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import lrpkit
+from lrpkit.inputs import resolve_target
 from lrpkit.evaluate import (complexity, compare_methods, deletion_insertion,
                              noisy_linear_impute, noisy_linear_impute_reference,
                              outside_inside_ratio, region_perturbation, removal_ranks)
@@ -268,3 +269,133 @@ def test_bootstrap_interval_and_scaled_region_size():
         bootstrap_ci([1.0], stat="mode")
     assert scaled_region_size(9, 227) == 9 and scaled_region_size(9, 112) == 4
     assert scaled_region_size(1, 32) == 1
+
+
+# ------------------------------------------------------------- pinned numbers (speed-ups keep them)
+
+def _pinned_model_and_data():
+    """A conv net with non-zero biases; targets [1, 2] (image 0's target is not the arg-max)."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(4 * 8 * 8, 3))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(2, 3, H, W, generator=g)
+    h = torch.randn(2, H, W, generator=g)
+    return model, x, h
+
+
+# score(image, step, repeat) of the implementation before the speed-ups (lrpkit 3bdfdef), CPU
+_PINNED = {
+    "uniform_morf": (dict(order="morf", replacement="uniform", repeats=3, steps=5), [
+        [[35.881893, 35.881893, 35.881893], [35.965443, 36.308338, 37.220959],
+         [36.324287, 36.503777, 37.023369], [37.723434, 36.853325, 38.279175],
+         [37.844067, 38.103954, 38.502934], [38.306946, 39.632187, 38.100166]],
+        [[35.414803, 35.414803, 35.414803], [37.459404, 35.799549, 37.162128],
+         [36.440411, 34.593193, 37.174004], [36.598984, 34.037247, 36.226238],
+         [36.921204, 34.303936, 37.333099], [36.795444, 34.287449, 37.667519]]]),
+    "uniform_random_b5": (dict(order="random", replacement="uniform", repeats=2, steps=5,
+                               batch_size=5, seed=7), [
+        [[35.881893, 35.881893], [34.745052, 36.613937], [34.48708, 35.991249],
+         [34.383118, 35.843437], [35.651825, 35.855568], [35.18708, 36.627857]],
+        [[35.414803, 35.414803], [34.580795, 36.08931], [34.437302, 37.172401],
+         [35.600845, 38.442429], [36.668777, 38.765518], [36.97234, 39.655457]]]),
+    "blur_centred_lerf": (dict(order="lerf", replacement="blur", regions="centred", repeats=2,
+                               steps=4), [
+        [[35.881893, 35.881893], [35.899269, 35.899269], [35.905575, 35.905575],
+         [35.792374, 35.792374], [35.813164, 35.813164]],
+        [[35.414803, 35.414803], [35.112686, 35.112686], [35.206318, 35.206318],
+         [35.119335, 35.119335], [35.002441, 35.002441]]]),
+    "road": (dict(order="morf", replacement="road", repeats=2, steps=3, seed=2), [
+        [[35.881893, 35.881893], [35.665581, 35.661285], [35.345413, 35.363495],
+         [34.956734, 34.965057]],
+        [[35.414803, 35.414803], [35.170876, 35.171555], [34.609306, 34.616898],
+         [34.015396, 34.027195]]]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_PINNED))
+@pytest.mark.parametrize("batch_size", [None, 3])
+def test_region_perturbation_pinned_numbers(case, batch_size):
+    """Same seed, same numbers as before the speed-ups, at any batch size (replacement noise,
+    random orders, ROAD noise drawn in the same sequence)."""
+    model, x, h = _pinned_model_and_data()
+    kw, expect = _PINNED[case]
+    kw = {**kw, "batch_size": batch_size} if batch_size else kw
+    ds = region_perturbation(model, x, h, [1, 2], region_size=M, **kw)
+    np.testing.assert_allclose(ds.score.values, np.array(expect), rtol=0, atol=2e-4)
+
+
+def test_compare_methods_and_deletion_pinned_numbers():
+    model, x, h = _pinned_model_and_data()
+    g = torch.Generator().manual_seed(5)
+    maps = {"a": torch.randn(2, H, W, generator=g), "b": torch.randn(2, 3, H, W, generator=g)}
+    ds = compare_methods(model, x, [1, 2], heatmaps=maps, region_size=M, steps=4, repeats=2, seed=1)
+    np.testing.assert_allclose(ds.aopc.values, [[-0.94184, 0.252971], [0.03791, -1.143179],
+                                                [-0.184055, -0.673405]], rtol=0, atol=2e-4)
+    np.testing.assert_allclose(ds.score.values.sum(-1), [
+        [[71.76379, 72.37659, 74.89704, 74.28687, 74.91305],
+         [70.82961, 70.11943, 70.69983, 69.73573, 70.23372]],
+        [[71.76379, 72.45816, 71.33995, 71.92557, 70.95236],
+         [70.82961, 72.9387, 73.22046, 73.93203, 74.65903]],
+        [[71.76379, 71.38525, 72.74266, 72.23233, 72.53544],
+         [70.82961, 71.70097, 73.13135, 72.91738, 72.30277]]], rtol=0, atol=4e-4)
+    di = deletion_insertion(model, x, h, [1, 2], step_pixels=64, score="softmax")
+    np.testing.assert_allclose(di.deletion.values, [
+        [0.256743, 0.2709942, 0.2961026, 0.3379208, 0.3326528],
+        [0.4418175, 0.4372574, 0.4032618, 0.3941931, 0.3438002]], atol=1e-6)
+    np.testing.assert_allclose(di.insertion.values, [
+        [0.2418803, 0.2585026, 0.2472936, 0.2592741, 0.256743],
+        [0.3994609, 0.3933725, 0.4281675, 0.4245898, 0.4418175]], atol=1e-6)
+
+
+class _CountingNet(nn.Module):
+    """A conv net that counts the images it scores."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                 nn.Linear(4 * H * W, 3))
+        self.seen = 0
+
+    def forward(self, x):
+        self.seen += x.shape[0]
+        return self.net(x)
+
+
+def test_unperturbed_image_scored_once_per_image_and_threads_restored():
+    model = _CountingNet()
+    x, h = torch.rand(2, 3, H, W), torch.randn(2, H, W)
+    threads = torch.get_num_threads()
+    resolve_target(model, x, [0, 2])          # the target check's own forward (class count, cached)
+    model.seen = 0
+    ds = region_perturbation(model, x, h, [0, 2], region_size=M, steps=5, repeats=3, batch_size=4)
+    # eq. 11 needs f(x^0) once per image and f(x^k), k = 1..5, per repeat: 2 * (1 + 3 * 5)
+    assert model.seen == 2 * (1 + 3 * 5)
+    assert torch.get_num_threads() == threads
+    f0 = model.net(x)[[0, 1], [0, 2]].detach().numpy()
+    np.testing.assert_allclose(ds.score.isel(step=0).values, f0[:, None].repeat(3, 1), rtol=1e-5)
+    # one thread (sequential batches) gives the numbers of the worker threads
+    torch.set_num_threads(1)
+    try:
+        one = region_perturbation(model, x, h, [0, 2], region_size=M, steps=5, repeats=3, batch_size=4)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(one.score.values, ds.score.values, rtol=1e-5, atol=1e-6)
+
+    calls = []
+    region_perturbation(model, x, h, [0, 2], region_size=M, steps=5, repeats=3, batch_size=4,
+                        progress=lambda done, total: calls.append((done, total)))
+    assert len(calls) >= 8 and calls[-1] == (2 * 3 * 6, 2 * 3 * 6)      # 32 images in batches of 4
+    assert all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
+
+    def cancel(done, total):
+        raise KeyboardInterrupt("stop")
+
+    with pytest.raises(KeyboardInterrupt):
+        region_perturbation(model, x, h, 0, region_size=M, steps=5, repeats=3, batch_size=4,
+                            progress=cancel)
+    assert torch.get_num_threads() == threads

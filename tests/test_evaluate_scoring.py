@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from lrpkit.data import transforms as T
-from lrpkit.evaluate.scoring import (ap_by_split, image_scores, load_twins, per_class_ap, true_positive_pairs,
-                                     twin_key)
+from lrpkit.evaluate.scoring import (ap_by_split, ap_intervals, image_scores, interval_at, interval_table,
+                                     load_twins, per_class_ap, true_positive_pairs, twin_key)
 
 
 class FakeSplit:
@@ -163,3 +163,77 @@ def test_true_positive_pairs_round_robin_and_fallback():
     assert none == [(0, 0), (2, 1), (3, 2)]
     with pytest.raises(ValueError, match="n must"):
         true_positive_pairs(labels, scores, -1)
+
+
+# ------------------------------------------------------------------ intervals (ap_intervals)
+
+def _res(scores, labels, splits=("test",), models=("m",)):
+    """An ap_by_split-like Dataset from scores (split, model, image, class) and labels (image, class)."""
+    import xarray as xr
+
+    scores = np.asarray(scores, float)
+    labels = np.asarray(labels, float)
+    ap = np.array([[per_class_ap(labels, scores[s, m]) for m in range(len(models))] for s in range(len(splits))])
+    return xr.Dataset(
+        {"ap": (("split", "model", "class"), ap), "mAP": (("split", "model"), np.nanmean(ap, -1)),
+         "scores": (("split", "model", "image", "class"), scores),
+         "labels": (("split", "image", "class"), np.stack([labels] * len(splits)))},
+        coords={"split": list(splits), "model": list(models), "class": [f"c{i}" for i in range(labels.shape[1])],
+                "image": [str(i) for i in range(labels.shape[0])]})
+
+
+def test_weighted_ap_is_the_ap_of_the_resample_and_matches_ap_interval():
+    from lrpkit.evaluate.intervals import ap_interval
+    from lrpkit.evaluate.metrics import average_precision
+    from lrpkit.evaluate.scoring import bootstrap_counts, weighted_ap
+
+    rng = np.random.default_rng(3)
+    y = rng.random(80) < 0.3
+    s = np.round(rng.normal(size=80) + y, 1)                  # ties on purpose
+    counts = bootstrap_counts(80, 50, seed=7)
+    assert counts.shape == (50, 80) and (counts.sum(1) == 80).all()
+    for row in counts[:5]:                                    # = AP of the images repeated by their counts
+        idx = np.repeat(np.arange(80), row)
+        assert weighted_ap(y, s, row[None])[0] == pytest.approx(average_precision(y[idx], s[idx]))
+    # zero weight = left out (VOC difficult)
+    w = np.ones(80)
+    w[:10] = 0
+    diff = np.zeros(80, bool)
+    diff[:10] = True
+    assert weighted_ap(y, s, w[None])[0] == pytest.approx(average_precision(y, s, difficult=diff))
+    assert np.isnan(weighted_ap(np.zeros(80), s, np.ones((1, 80)))[0])
+    # one class, one split: the interval of ap_intervals is ap_interval's (same draws)
+    res = _res(s[None, None, :, None], y[:, None])
+    iv = ap_intervals(res, n_boot=300, seed=4)["ap"].sel(split="test", model="m", **{"class": "c0"})
+    ref = ap_interval(y, s, n_boot=300, seed=4)
+    assert float(iv.low) == pytest.approx(ref.low) and float(iv.high) == pytest.approx(ref.high)
+    assert float(iv.estimate) == pytest.approx(ref.estimate) and int(iv.n) == 80
+
+
+def test_ap_intervals_pair_the_twins_and_the_models():
+    rng = np.random.default_rng(0)
+    n = 120
+    labels = (rng.random((n, 2)) < 0.4).astype(float)
+    good = labels + rng.normal(0, 0.5, (n, 2))
+    noise = rng.normal(0, 0.5, (n, 2))
+    # split 1 = the reference with class c0 broken (noise), c1 unchanged; model "n" is noise
+    scores = np.stack([np.stack([good, noise]), np.stack([np.c_[noise[:, 0], good[:, 1]], noise])])
+    res = _res(scores, labels, splits=("test", "test_swapped"), models=("g", "n"))
+    ivs = ap_intervals(res, n_boot=400, seed=1)
+    assert set(ivs) == {"ap", "mAP", "ap_drop", "mAP_drop", "mAP_gap"}
+    drop = ivs["ap_drop"].sel(split="test_swapped", model="g")
+    assert drop["verdict"].sel(**{"class": "c0"}) == "resolved" and float(drop.low.sel(**{"class": "c0"})) > 0
+    c1 = drop.sel(**{"class": "c1"})                          # an unchanged twin: exactly 0, not resolved
+    assert float(c1.estimate) == float(c1.low) == float(c1.high) == 0.0 and c1.verdict == "not resolved"
+    gap = ivs["mAP_gap"].sel(split="test")
+    assert float(gap.low.sel(model="g", versus="n")) > 0
+    np.testing.assert_allclose(gap.estimate.sel(model="g", versus="n"), -gap.estimate.sel(model="n", versus="g"))
+    np.testing.assert_allclose(ivs["mAP"].estimate, res.mAP)
+    iv = interval_at(ivs["mAP_drop"], split="test_swapped", model="g")
+    assert iv.n == n and iv.low <= iv.estimate <= iv.high
+    with pytest.raises(ValueError, match="select one cell"):
+        interval_at(ivs["mAP_drop"], model="g")
+    table = interval_table(ivs["ap"], "class", digits=2)
+    assert list(table.columns) == ["c0", "c1"] and table.loc[("test", "g"), "c1"].count("[") == 1
+    single = ap_intervals(res.isel(split=[0], model=[0]), n_boot=50)
+    assert set(single) == {"ap", "mAP"}

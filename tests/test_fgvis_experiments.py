@@ -78,9 +78,9 @@ def test_faithfulness_curve_is_the_rise_deletion_curve():
             for i in range(2):
                 xk[i].view(3, -1)[:, order[i, :8 * k]] = 0.0
             ref[:, k] = net(xk).softmax(1)[torch.arange(2), t].numpy()
-    assert np.allclose(ds["curve"].sel(method="sensitivity").values, ref, atol=1e-6)
+    assert np.allclose(ds["curve"].sel({"method": "sensitivity"}).values, ref, atol=1e-6)
     assert np.allclose(ds["fraction"].values, np.arange(9) / 8)
-    assert np.allclose(ds["auc"].sel(method="sensitivity").values, np.trapezoid(ref, np.arange(9) / 8, axis=1))
+    assert np.allclose(ds["auc"].sel({"method": "sensitivity"}).values, np.trapezoid(ref, np.arange(9) / 8, axis=1))
     assert not np.allclose(ref[:, 0], ref[:, -1])
 
 

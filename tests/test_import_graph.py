@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1] / "lrpkit"
 LIBRARY = {"explain", "lrp", "fisher", "pda", "fgvis", "evaluate", "data", "models", "results", "viz",
            "heatmaps", "references", "params", "registry", "inputs"}
 APPLICATION = {"config", "pipeline", "batch", "grid", "reports", "widgets", "cli", "runtime", "notebooks",
-               "sources", "layout", "resources", "__main__"}
+               "sources", "layout", "resources", "__main__", "cost", "runlock"}
 
 #: library -> application edges still to remove (each entry says why it is there); the test fails on
 #: any other edge, and on an entry here that is gone (so the list only shrinks)

@@ -307,9 +307,9 @@ def test_fgvis_sparsity_term_pulls_the_mask_the_games_way(game, start, expect):
 
 
 def test_pda_auto_batch_size_by_hand():
-    # windows per forward: 32 MiB of input on the CPU, 256 MiB on an accelerator, at most 1024
+    # windows per forward: 8 MiB of input on the CPU, 256 MiB on an accelerator, at most 1024
     per = 3 * 224 * 224 * 4
-    assert lrpkit.pda.auto_batch_size((5, 3, 224, 224), torch.device("cpu")) == (32 << 20) // per
+    assert lrpkit.pda.auto_batch_size((5, 3, 224, 224), torch.device("cpu")) == (8 << 20) // per
     assert lrpkit.pda.auto_batch_size((5, 3, 224, 224), torch.device("cuda")) == (256 << 20) // per
     assert lrpkit.pda.auto_batch_size((5, 3, 16, 16), torch.device("cpu")) == 1024
 

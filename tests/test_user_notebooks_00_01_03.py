@@ -60,6 +60,13 @@ def test_00_summarises_the_users_data_and_model(user):
     for title in ("Planted biases", "Counterfactual twins and montages per bias", "Training the CNN"):
         assert f"{title}: skipped." in html
     assert "2009_000105" in html and "kiwi" in html
+    # findings: the mAP against the paper's table is tested on any labelled data; the planted
+    # biases need lrpkit's scenes and say so
+    verdicts = dict(zip(ds.finding_claim.values.tolist(), ds.finding_verdict.values.tolist()))
+    assert any("resnet18 reaches the mAP" in c for c in verdicts)
+    assert [v for c, v in verdicts.items() if "planted" in c] == ["not tested", "not tested"]
+    assert ds.mAP_interval.sizes["bound"] == 3 and int(ds.mAP_interval_n.sel(eval_split="test", model="resnet18")) == 4
+    assert "mAP_drop_interval" not in ds and "Findings" in html
 
 
 def test_01_fits_the_fv_model_on_the_training_split_and_validates_it(user):
@@ -72,6 +79,10 @@ def test_01_fits_the_fv_model_on_the_training_split_and_validates_it(user):
     ids = [str(i).split(":") for i in ds.image.values]
     assert ids and all(i in SPLITS["test"] and c in CLASSES for i, c in ids)
     assert "random" in ds.rule.values and np.isfinite(ds.A.values).all()
+    assert set(ds.lrp_rule.values) == set(ds.rule.values) - {"random"} and "A_vs_random" in ds
+    claims = ds.finding_claim.values.tolist()
+    assert sum("higher mAP than the FV model" in c for c in claims) == 2     # one per deep model
+    assert any("faster than random" in c for c in claims) and "not tested" not in ds.finding_verdict.values
     assert "skipped" not in html
 
 
@@ -89,5 +100,6 @@ def test_03_compares_the_fv_model_with_the_users_networks(user):
     assert set(ds.image_id.values.ravel()) - {""} <= set(SPLITS["test"])
     assert "tag_share" not in ds
     assert "The horse tag: skipped." in html
+    assert "finding_verdict" in ds and "not tested" in set(ds.finding_verdict.values)
     assert "Deep heatmap with a cut-off layer: skipped." in html
     assert "Fisher-vector model loaded from" in html or "fitted the Fisher-vector model" in html

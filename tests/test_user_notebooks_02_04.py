@@ -76,7 +76,8 @@ def test_context_report_measures_mu_on_the_users_boxes(context_voc):
     assert sorted(cat) == ["2009_000101", "2009_000105"]
     mu = res.mu.sel(model="resnet18").values
     assert np.isfinite(mu[res.mu_image_id.values != ""]).all() and (mu[np.isfinite(mu)] > 0).all()
-    assert np.isfinite(res.mu_median.values).all()
+    assert np.isfinite(res.mu_ratio.sel(bound="estimate", mu_class="all").values).all()
+    assert "Findings" in html and "not tested" in html
     assert "µ per class" in html
 
 
@@ -89,7 +90,7 @@ def test_context_report_names_what_it_analysed_and_what_it_skipped(context_voc):
     for title in ("The FV comparison", "µ against the planted context",
                   "Score and AP on counterfactual twins", "The horse tag"):
         assert _skipped(html, title), title
-    assert len(a["skipped_sections"]) == 3
+    assert len(a["skipped_sections"]) == 4          # + the training-checkpoint study
     assert not {"twin_ap", "tag_share", "mu_by_background"} & set(res.data_vars)
 
 
@@ -106,6 +107,20 @@ def test_aopc_report_ranks_every_method_on_the_users_images(aopc_voc):
     assert _skipped(html, "FV-LRP on the Fisher-vector model")
     assert _skipped(html, "Fig. 7 · AOPC along training")
     assert not {"fv_aopc", "checkpoint_mAP"} & set(res.data_vars)
+    # the images: true positives where at least two qualify, else the predicted class (stated)
+    assert res.attrs["n_images"] == 2 and 0 <= res.attrs["n_true_positive"] <= res.attrs["n_scanned"]
+    # findings first, generated from intervals; what the user's model cannot test says why
+    assert html.index("Findings") < html.index("Heatmaps of every method")
+    claims = [str(c) for c in res.finding_claim.values]
+    verdicts = dict(zip(claims, (str(v) for v in res.finding_verdict.values)))
+    fig7 = [c for c in claims if "Fig. 7" in c]
+    assert len(fig7) == 1 and verdicts[fig7[0]] == "not tested"
+    assert {"reproduced", "not resolved", "contradicted"} >= {verdicts[c] for c in claims if "Fig. 4" in c}
+    assert (res.finding_n.values[[("Fig. 4" in c) for c in claims]] == 2).all()
+    ci = res.aopc_minus_random_morf_ci
+    assert set(ci.ranked_method.values) == set(res.heatmap_method.values)
+    assert (res.aopc_minus_random_morf_ci_n == 2).all()
+    assert (ci.sel(bound="low") <= ci.sel(bound="high")).all()
 
 
 def test_torchscript_model_on_an_image_folder(folder_project):
@@ -122,6 +137,9 @@ def test_torchscript_model_on_an_image_folder(folder_project):
     assert set(res.attrs["methods_left_out"]) == {"LRP a2b1", "LRP eps=0.01", "LRP eps=1", "LRP eps=100",
                                                   "deconvnet", "guided backprop"}
     assert "Left out for" in html
+    verdicts = dict(zip((str(c) for c in res.finding_claim.values), (str(v) for v in res.finding_verdict.values)))
+    assert verdicts["LRP a2b1: MoRF AOPC above random (Samek et al. 2017, Fig. 4)"] == "not tested"
+    assert verdicts["sensitivity l2: MoRF AOPC above random (Samek et al. 2017, Fig. 4)"] != "not tested"
     assert [str(i) for i in res.image.values][0].split("/")[0] in CLASSES
     assert res.attrs["model_source"] == "torchscript"
 

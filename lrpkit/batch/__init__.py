@@ -18,6 +18,10 @@ several cells per notebook (:func:`run_grid`).  The modules, each using only tho
 * :mod:`~lrpkit.batch.schedule` - serial / dask scheduling, retries, signals, :func:`run_grid`;
 * :mod:`~lrpkit.batch.reports` - the notebook runner :func:`run_all` on top.
 
+The index and the combined stores are derived from what is on disk and current
+(:func:`~lrpkit.batch.cells.shown_state`); a folder has one run at a time (:mod:`lrpkit.runlock`);
+a run's log is ``<out>/lrpkit.log``.
+
 Every cell's outputs go to ``<out>/<name>.{ipynb,html,nc,thumb.png,status.json}`` (grid
 cells below ``<out>/cells/<notebook>/``), a grid's combined stores to ``<out>/<notebook>.nc``
 (or ``.zarr``) and the index to ``<out>/index.html``.
@@ -25,22 +29,24 @@ cells below ``<out>/cells/<notebook>/``), a grid's combined stores to ``<out>/<n
 from __future__ import annotations
 
 from .analysed import check_inputs, describe
-from .cells import Cell, CellResult, cell_is_current, cell_name, code_stamp, fingerprint, read_status
+from .cells import (Cell, CellResult, cell_is_current, cell_name, code_stamp, fingerprint, read_status,
+                    shown_state)
 from .combine import combine_cells
 from .execute import execute_cell, run_cell_process
 from .failures import (CellError, CellTimeout, ExportError, Failure, Interrupted, KernelDied, KernelStartError,
                        MissingResult, RunError, WorkerDied, classify)
 from .render import export_html, offline_html, write_index
 from .reports import NotebookRun, ReportSummary, run_all, run_notebook
-from .schedule import GridSummary, RunInterrupted, expected_seconds, run_cells, run_grid
+from .schedule import GridSummary, RunInterrupted, check_scheduler, expected_seconds, run_cells, run_grid
 from .spec import GridSpec, discover_notebooks, grid_cells, is_grid_config, load_grid, notebook_cell
 
 __all__ = ["check_inputs", "describe",
            "Cell", "CellResult", "cell_is_current", "cell_name", "code_stamp", "fingerprint", "read_status",
+           "shown_state",
            "combine_cells", "execute_cell", "run_cell_process",
            "Failure", "CellError", "CellTimeout", "ExportError", "Interrupted", "KernelDied", "KernelStartError",
            "MissingResult", "RunError", "WorkerDied", "classify",
            "export_html", "offline_html", "write_index",
            "NotebookRun", "ReportSummary", "run_all", "run_notebook",
-           "GridSummary", "RunInterrupted", "expected_seconds", "run_cells", "run_grid",
+           "GridSummary", "RunInterrupted", "check_scheduler", "expected_seconds", "run_cells", "run_grid",
            "GridSpec", "discover_notebooks", "grid_cells", "is_grid_config", "load_grid", "notebook_cell"]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
-import functools
 import hashlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ from ..results import atomic_path
 from .failures import STATUS_KEYS, Failure, Interrupted, failure_from_status
 
 __all__ = ["Cell", "CellResult", "STATUS_SUFFIX", "STAGING_PREFIX", "read_status", "write_status",
-           "cell_name", "fingerprint", "code_stamp", "cell_is_current", "config_overrides",
+           "cell_name", "fingerprint", "code_stamp", "cell_is_current", "shown_state", "cell_of_status",
+           "config_overrides",
            "base_config_data", "merged_config", "config_keys", "now"]
 
 STATUS_SUFFIX = ".status.json"
@@ -103,6 +104,7 @@ class CellResult:
     finished: str = ""
     host: str = ""
     out_dir: str = ""
+    config: str = ""                # the config the cell ran with (path), to check it is current
 
     @property
     def ok(self) -> bool:
@@ -265,16 +267,43 @@ def fingerprint(cell: Cell) -> str:
     return h.hexdigest()[:16]
 
 
-@functools.cache
+_STAMPS: dict[tuple, str] = {}
+_RECENT: dict[str, tuple[float, str]] = {}
+
+
 def code_stamp(root: str | None = None) -> str:
     """Hash of lrpkit's own source files (``root``: a package folder, default lrpkit's): a cell
-    that finished under other code is not current, so an upgraded or edited lrpkit re-runs it."""
+    that finished under other code is not current, so an upgraded or edited lrpkit re-runs it.
+
+    Kept while the files' sizes and times stay the same (a long-lived process, a notebook
+    session, sees an edit made after its first call; ``code_stamp.cache_clear()`` empties it)."""
     pkg = Path(root) if root is not None else Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for f in sorted(pkg.rglob("*.py")):
-        if "__pycache__" not in f.parts:
-            h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+    recent = _RECENT.get(str(pkg))
+    if recent is not None and time.monotonic() - recent[0] < 2.0 and recent[1] in _STAMPS.values():
+        return recent[1]             # checked a moment ago (an index lists many cells)
+    files = [f for f in sorted(pkg.rglob("*.py")) if "__pycache__" not in f.parts]
+    key = [str(pkg)]
+    for f in files:
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            key.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
+    key_t = tuple(key)
+    if key_t not in _STAMPS:
+        h = hashlib.sha256()
+        for f in files:
+            with contextlib.suppress(OSError):
+                h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+        _STAMPS[key_t] = h.hexdigest()[:16]
+    _RECENT[str(pkg)] = (time.monotonic(), _STAMPS[key_t])
+    return _STAMPS[key_t]
+
+
+def _clear_stamps() -> None:
+    _STAMPS.clear()
+    _RECENT.clear()
+
+
+code_stamp.cache_clear = _clear_stamps  # type: ignore[attr-defined]
 
 
 def _user_files(cfg: Any) -> list[Path]:
@@ -314,9 +343,11 @@ def _inputs_stamp(config: str | Mapping[str, Any]) -> str:
         cfg = load_config(config)
         for key in ("models", "scenes"):
             root = resolve_path(cfg, key)
-            if root.is_dir():
-                files += sorted(q for q in root.rglob("*") if q.is_file() and q.suffix in
-                                (".pt", ".joblib", ".json", ".csv"))[:2000]
+            if root.is_dir():   # two levels: models/cnn/cnn.pt, the scene set's marker; not the
+                # caches notebooks write deeper (models/fisher/<set>/fv.joblib), which would make
+                # every result stale the moment a notebook fills one
+                files += sorted(q for pattern in ("*", "*/*") for q in root.glob(pattern)
+                                if q.suffix in (".pt", ".joblib", ".json", ".csv") and q.is_file())[:2000]
         files += _user_files(cfg)
     except Exception:  # noqa: BLE001
         pass
@@ -329,7 +360,42 @@ def _inputs_stamp(config: str | Mapping[str, Any]) -> str:
 
 
 def cell_is_current(cell: Cell) -> bool:
-    """Whether the cell finished ok for the same notebook, config and parameters."""
-    st = read_status(cell.status_path)
-    return (st is not None and st.state == "ok" and st.fingerprint == fingerprint(cell)
-            and all(cell.path(s).exists() for s in (".ipynb", ".nc")))
+    """Whether the cell finished ok for the same notebook, config, parameters and lrpkit code,
+    and its files are all there."""
+    return shown_state(cell, read_status(cell.status_path))[0] == "ok"
+
+
+def cell_of_status(st: CellResult, folder: str | os.PathLike, config: str | None = None) -> Cell | None:
+    """The cell a status file was written for (to check it against today's files), with
+    ``config`` (the run's) or else the config the status records; None when neither is known."""
+    config = config or st.config
+    if not config or not st.notebook:
+        return None
+    return Cell(notebook=st.notebook, name=st.name, out_dir=str(folder), config=str(config),
+                params=tuple(st.params.items()), group=st.group)
+
+
+def shown_state(cell: Cell | None, st: CellResult | None) -> tuple[str, str]:
+    """What a status is worth today: ``(state, why)`` with state ``ok`` only when the status
+    says ok, the fingerprint matches today's notebook, config, parameters, inputs and lrpkit
+    code (:func:`fingerprint`) and its files (notebook, HTML, results) are on disk; else
+    ``stale`` (made under another config or code), ``missing`` (files gone) or the status's own
+    state (``failed``, ``interrupted`` ...)."""
+    if st is None:
+        return "not run", "no status file"
+    if st.state not in ("ok", "skipped"):
+        return st.state, ""
+    out = Path(cell.out_dir) if cell is not None else Path(st.out_dir or ".")
+    gone = [n for n in (st.ipynb or f"{st.name}.ipynb", st.html, st.results or f"{st.name}.nc")
+            if n and not (out / n).exists()]
+    if gone:
+        return "missing", f"its file(s) {', '.join(gone)} are gone; run again"
+    if cell is None:
+        return "stale", "made by an older lrpkit that did not record its config; run again"
+    try:
+        fp = fingerprint(cell)
+    except OSError as exc:
+        return "stale", f"cannot check it ({exc}); run again"
+    if fp != st.fingerprint:
+        return "stale", "made under another notebook, config, input files or lrpkit code; run again"
+    return "ok", ""

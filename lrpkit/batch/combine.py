@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from collections.abc import Sequence
 
-from .cells import Cell, CellResult, read_status
+from .cells import Cell, CellResult, read_status, shown_state
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
-__all__ = ["combine_cells", "save_combined"]
+__all__ = ["combine_cells", "save_combined", "remove_combined", "store_cells"]
 
 
 def _dim(name: str) -> str:
@@ -32,7 +32,8 @@ def _coord(v: Any) -> Any:
 
 
 def combine_cells(cells: Sequence[Cell], results: Sequence[CellResult] | None = None) -> xr.Dataset:
-    """Stack the cells' result Datasets along the grid parameters (missing cells: NaN).
+    """Stack the cells' result Datasets along the grid parameters (cells not ok and current,
+    :func:`lrpkit.batch.cells.shown_state`: NaN); ``attrs["grid_cells"]`` lists every cell's state.
 
     ``results`` is accepted for compatibility and ignored (the status files are the truth).
     """
@@ -44,10 +45,10 @@ def combine_cells(cells: Sequence[Cell], results: Sequence[CellResult] | None = 
     info = []
     for c in cells:
         st = read_status(c.status_path)
-        ok = st is not None and st.state == "ok" and c.path(".nc").is_file()
-        info.append({"cell": c.name, "params": c.param_dict, "state": st.state if st else "missing",
+        state, _ = shown_state(c, st)   # ok only when current (fingerprint) and its files are there
+        info.append({"cell": c.name, "params": c.param_dict, "state": state,
                      "seconds": round(st.seconds, 2) if st else None})
-        if not ok:
+        if state != "ok":
             continue
         ds = open_dataset(c.path(".nc"))
         ds = ds.expand_dims({_dim(k): [_coord(v)] for k, v in c.params})
@@ -81,3 +82,29 @@ def save_combined(ds: xr.Dataset, base: Path, store: str) -> Path:
     if base.with_suffix(".zarr").exists():
         shutil.rmtree(base.with_suffix(".zarr"), ignore_errors=True)
     return path
+
+
+def remove_combined(base: Path) -> None:
+    """Remove ``<base>.nc`` / ``<base>.zarr`` (a grid store none of whose cells is current)."""
+    base.with_suffix(".nc").unlink(missing_ok=True)
+    if base.with_suffix(".zarr").exists():
+        shutil.rmtree(base.with_suffix(".zarr"), ignore_errors=True)
+
+
+def store_cells(path: Path) -> dict[str, str] | None:
+    """The cells a combined store holds, ``{name: state}`` from its ``grid_cells`` attribute
+    (read without loading the data), or None when it cannot be read."""
+    import xarray as xr
+
+    try:
+        if path.suffix == ".zarr":
+            attrs = dict(xr.open_zarr(path).attrs)
+        else:
+            with xr.open_dataset(path, engine="h5netcdf") as ds:
+                attrs = dict(ds.attrs)
+        cells = attrs.get("grid_cells")
+        if isinstance(cells, str):
+            cells = json.loads(cells)
+        return {str(c["cell"]): str(c["state"]) for c in cells}
+    except Exception:  # noqa: BLE001 - unreadable: treated as out of date
+        return None

@@ -44,14 +44,16 @@ from .failures import (ExportError, Failure, Interrupted, KernelStartError, Miss
                        classify)
 from .render import export_html, thumbnail
 
-__all__ = ["KERNEL_START_ATTEMPTS", "PARALLEL_ENV", "execute_cell", "failing_cell", "child_env",
-           "run_cell_process", "result_after_exit", "child_main"]
+__all__ = ["KERNEL_START_ATTEMPTS", "PARALLEL_ENV", "LOG_ENV", "claim", "execute_cell", "failing_cell",
+           "child_env", "run_cell_process", "run_with_retries", "result_after_exit", "not_run", "child_main"]
 
 log = logging.getLogger(__name__)
 
 KERNEL_START_ATTEMPTS = 3
 #: set while cells run in parallel (dask): their kernels then use one thread each
 PARALLEL_ENV = "LRPKIT_GRID_PARALLEL"
+#: the run's log file (set by the parent for the run): cells' processes and kernels write there
+LOG_ENV = "LRPKIT_RUN_LOG"
 
 _KERNEL_LOCK = Path(tempfile.gettempdir()) / "lrpkit-kernel-start.lock"
 _CURRENT: dict[str, Any] = {}  # the child's live kernel manager and staging folder (for SIGTERM)
@@ -192,20 +194,32 @@ def _parameters(cell: Cell, results_path: Path) -> dict[str, Any]:
     return {"config": cfg_arg, "results_path": str(results_path), **nb_params}
 
 
-def execute_cell(cell: Cell, attempt: int = 1) -> CellResult:
-    """Run one cell now, in this process (see the module docstring); never raises for notebook errors."""
+def claim(cell: Cell, attempt: int = 1) -> CellResult:
+    """Mark ``cell`` ``running`` (its status first: the index can no longer show it ok), then
+    remove its old files (no old result survives a new run); the running :class:`CellResult`.
+
+    The parent does this before it starts the cell's process and rewrites the index, so that
+    an index left by a parent killed with SIGKILL never links files the child deleted; the
+    child does it again (nothing left to remove)."""
     out = Path(cell.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     res = CellResult(name=cell.name, group=cell.group, state="running", params=cell.param_dict,
                      notebook=cell.notebook, attempts=attempt, fingerprint=fingerprint(cell),
-                     started=now(), host=socket.gethostname(), out_dir=str(out))
-    _CURRENT.update(result=res, status=cell.status_path)
-    write_status(cell.status_path, res)            # first: the index can no longer show it ok
-    for p in cell.outputs():                        # then: no old result survives a new run
+                     started=now(), host=socket.gethostname(), out_dir=str(out), config=str(cell.config))
+    write_status(cell.status_path, res)
+    for p in cell.outputs():
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
+    return res
+
+
+def execute_cell(cell: Cell, attempt: int = 1) -> CellResult:
+    """Run one cell now, in this process (see the module docstring); never raises for notebook errors."""
+    out = Path(cell.out_dir)
+    res = claim(cell, attempt)
+    _CURRENT.update(result=res, status=cell.status_path)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{cell.name[:40]}-{os.getpid()}-", dir=out))
     _CURRENT["staging"] = staging
     t0 = time.perf_counter()
@@ -240,7 +254,10 @@ def execute_cell(cell: Cell, attempt: int = 1) -> CellResult:
             res.fail(MissingResult(f"notebook wrote no results file ({cell.name}.nc); save a Dataset to "
                                    f"results_path with lrpkit.results.save_dataset"))
         if s_nc.exists():
-            res.results = f"{cell.name}.nc"
+            if res.ok:
+                res.results = f"{cell.name}.nc"
+            else:   # a notebook that failed after saving publishes no results
+                s_nc.unlink()
         # commit: outputs first, the status file last (SIGTERM waits until it is done)
         blocked = threading.current_thread() is threading.main_thread()
         if blocked:
@@ -334,9 +351,21 @@ def child_env() -> dict[str, str]:
 
 
 def _spawn(attempt: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lrpkit.batch", str(attempt)], stdin=subprocess.PIPE,
-                            env=child_env(), start_new_session=True, text=True,
-                            preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None)
+    """The cell's process; its output and its kernel's (ipykernel's warnings, the notebook's
+    prints) go to the run's log file (:data:`LOG_ENV`) when there is one, not the terminal."""
+    log_file = os.environ.get(LOG_ENV)
+    out = None
+    if log_file:
+        with contextlib.suppress(OSError):
+            out = open(log_file, "a", buffering=1)
+    try:
+        return subprocess.Popen([sys.executable, "-m", "lrpkit.batch", str(attempt)], stdin=subprocess.PIPE,
+                                stdout=out, stderr=subprocess.STDOUT if out is not None else None,
+                                env=child_env(), start_new_session=True, text=True,
+                                preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None)
+    finally:
+        if out is not None:
+            out.close()
 
 
 def _stop_child(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -352,17 +381,21 @@ def _stop_child(proc: subprocess.Popen, grace: float = 10.0) -> None:
         proc.wait()
 
 
-def result_after_exit(cell: Cell, rc: int, attempt: int) -> CellResult:
+def result_after_exit(cell: Cell, rc: int, attempt: int, stopped: bool = False) -> CellResult:
     """The cell's status once its process exited with ``rc``; a process that died without
-    writing one (still ``running`` or missing) is recorded as :class:`WorkerDied`."""
+    writing one (still ``running`` or missing) is recorded as :class:`WorkerDied`, or as
+    :class:`Interrupted` when the run stopped it (``stopped``) before it could."""
     st = read_status(cell.status_path)
     if st is None or st.state == "running":  # the child died without a word: mark it, remove leftovers
         for p in Path(cell.out_dir).glob(f"{STAGING_PREFIX}{cell.name[:40]}-*"):
             shutil.rmtree(p, ignore_errors=True)
         st = st or CellResult(name=cell.name, group=cell.group, state="failed", params=cell.param_dict,
-                              notebook=cell.notebook, out_dir=cell.out_dir)
-        st.fail(WorkerDied(f"the process running the cell exited with {rc}" + (
-            f" (killed by {signal.Signals(-rc).name})" if rc < 0 and -rc in signal.valid_signals() else "")))
+                              notebook=cell.notebook, out_dir=cell.out_dir, config=str(cell.config))
+        if stopped:
+            st.fail(Interrupted("stopped before it finished starting; run again to resume"))
+        else:
+            st.fail(WorkerDied(f"the process running the cell exited with {rc}" + (
+                f" (killed by {signal.Signals(-rc).name})" if rc < 0 and -rc in signal.valid_signals() else "")))
         st.attempts = attempt
         st.finished = now()
         write_status(cell.status_path, st)
@@ -371,7 +404,11 @@ def result_after_exit(cell: Cell, rc: int, attempt: int) -> CellResult:
 
 def run_cell_process(cell: Cell, attempt: int = 1, stop: Callable[[], bool] | None = None,
                      on_start: Callable[[subprocess.Popen], None] | None = None) -> CellResult:
-    """Run a cell in a child process and wait; ``stop()`` polled each 0.5 s stops it early."""
+    """Run a cell in a child process and wait; ``stop()`` polled each 0.5 s stops it early.
+
+    A run already stopped (``stop()`` true) starts nothing: the cell is :func:`not_run`."""
+    if stop is not None and stop():
+        return not_run(cell, "the run was stopped before this cell started")
     proc = _spawn(attempt)
     if on_start is not None:
         on_start(proc)
@@ -380,6 +417,7 @@ def run_cell_process(cell: Cell, attempt: int = 1, stop: Callable[[], bool] | No
         proc.stdin.close()
     except BrokenPipeError:  # pragma: no cover
         pass
+    stopped = False
     try:
         while True:
             try:
@@ -387,10 +425,66 @@ def run_cell_process(cell: Cell, attempt: int = 1, stop: Callable[[], bool] | No
                 break
             except subprocess.TimeoutExpired:
                 if stop is not None and stop():
+                    stopped = True
                     _stop_child(proc)
                     rc = proc.returncode
                     break
     except BaseException:
         _stop_child(proc)
+        with contextlib.suppress(Exception):
+            result_after_exit(cell, proc.returncode if proc.returncode is not None else -1, attempt,
+                              stopped=True)
         raise
-    return result_after_exit(cell, rc, attempt)
+    return result_after_exit(cell, rc, attempt, stopped=stopped)
+
+
+def _signature(res: CellResult | None) -> tuple | None:
+    f = res.failure if res is not None and res.state == "failed" else None
+    return None if f is None else (f.kind, (f.error or "").strip(), f.cell_index)
+
+
+def run_with_retries(cell: Cell, retries: int, stop: Callable[[], bool] | None = None,
+                     before: Callable[[int], None] | None = None) -> CellResult:
+    """Run ``cell`` (:func:`run_cell_process`), again up to ``retries`` times while its failure
+    is worth a retry (:attr:`CellResult.worth_retry`), but never after the same error in the same
+    cell twice: that failure is deterministic (the cell's last run, when it failed for the same
+    notebook, config and code, counts as the first time).  ``before(attempt)`` runs before each
+    attempt (the serial runner claims the cell and rewrites the index there)."""
+    last = read_status(cell.status_path)
+    seen = _signature(last) if last is not None and last.fingerprint == fingerprint(cell) else None
+    res = None
+    for attempt in range(1, retries + 2):
+        if stop is not None and stop():
+            return res or not_run(cell, "the run was stopped before this cell started")
+        if before is not None:
+            before(attempt)
+        res = run_cell_process(cell, attempt, stop=stop)
+        sig = _signature(res)
+        if not res.worth_retry or (stop is not None and stop()):
+            break
+        if sig is not None and sig == seen:
+            log.warning("%s: the same error in the same cell again (%s); not retried", cell.name,
+                        res.describe())
+            break
+        seen = sig
+        log.warning("%s: attempt %d failed (%s)%s", cell.name, attempt, res.describe(),
+                    "; retrying" if attempt <= retries else "")
+    return res
+
+
+def not_run(cell: Cell, why: str) -> CellResult:
+    """The result of a cell the run never started: its status when that is ``ok`` (the old
+    result stands; the index shows it ok, stale or missing by :func:`~lrpkit.batch.cells.shown_state`),
+    else ``interrupted`` with ``not run: <why>`` written to its status (never "failed": nothing
+    of it ran)."""
+    st = read_status(cell.status_path)
+    if st is not None and st.state == "ok":
+        return st
+    if st is not None and st.state == "interrupted" and (st.error or "").startswith("not run"):
+        return st
+    res = CellResult(name=cell.name, group=cell.group, state="interrupted", params=cell.param_dict,
+                     notebook=cell.notebook, out_dir=cell.out_dir, config=str(cell.config), finished=now())
+    res.fail(Interrupted(f"not run: {why}; run again to resume"))
+    with contextlib.suppress(OSError):
+        write_status(cell.status_path, res)
+    return res

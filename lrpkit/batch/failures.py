@@ -26,7 +26,7 @@ class Failure(Exception):
 
     ``cell`` is the execution count of the cell where execution stopped, ``cell_index`` its
     position in the notebook (0-based) and ``source`` one line of it (:class:`CellError`: the
-    line that raised; otherwise the cell's first line).
+    line that raised; otherwise ``begins: <the cell's first line>``).
     """
 
     kind: ClassVar[str] = "error"          # the status file's ``error_kind``
@@ -43,9 +43,14 @@ class Failure(Exception):
         self.source = source
 
     def located(self, cell: int | None, cell_index: int | None, source: str | None) -> Failure:
-        """This failure with the stopping cell filled in (``source`` kept when already known)."""
+        """This failure with the stopping cell filled in (``source`` kept when already known).
+
+        ``source`` here is the cell's first line (the notebook lookup knows no more): it is
+        stored as ``begins: <line>``, so that it is never taken for the line that raised (a cell
+        that timed out or whose kernel died names no line)."""
         self.cell, self.cell_index = cell, cell_index
-        self.source = self.source or source
+        if not self.source and source:
+            self.source = source if source.startswith("begins: ") else f"begins: {source}"
         return self
 
     def where(self) -> str:

@@ -24,8 +24,9 @@ from collections.abc import Mapping, Sequence
 from ..results import atomic_path
 from .analysed import analysed_html, read_analysed
 from .cells import read_status
+from .combine import store_cells
 
-__all__ = ["offline_html", "export_html", "thumbnail", "write_index"]
+__all__ = ["offline_html", "findings_first", "export_html", "thumbnail", "write_index"]
 
 
 _REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>", re.I)
@@ -47,30 +48,126 @@ def offline_html(body: str) -> str:
     return _REMOTE_LINK.sub("", body)
 
 
+def findings_first(cells: list) -> list:
+    """``cells`` with those tagged ``findings`` (:class:`lrpkit.evaluate.findings.Findings`, shown
+    where the notebook has computed them) moved right after the first Markdown cell (the title),
+    so a rendered report opens with what it found."""
+    is_findings = ["findings" in c.get("metadata", {}).get("tags", []) for c in cells]
+    if not any(is_findings):
+        return list(cells)
+    tagged = [c for c, f in zip(cells, is_findings) if f]
+    rest = [c for c, f in zip(cells, is_findings) if not f]
+    first_md = next((i for i, c in enumerate(rest) if c.cell_type == "markdown"), -1)
+    return rest[:first_md + 1] + tagged + rest[first_md + 1:]
+
+
+_WIDGET = "application/vnd.jupyter.widget-view+json"
+#: a tqdm progress line as text: "  0%|          | 0/10 [00:00<?, ?it/s]", "cells: 100%|####| 3/3 ..."
+_TQDM_LINE = re.compile(r"^.*\d+%\|.*\|\s*[\d.?]+[kMG]?/[\d.?]+[kMG]?.*$")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+_TITLE_CALL = re.compile(r"""\b(?:suptitle|set_title|title)\(\s*[rfb]*(["'])(.+?)\1""")
+
+# the lab template with an ``alt`` on every figure (nbconvert warns "Alternative text is missing"
+# and writes a placeholder otherwise): the text is the output's ``lrpkit_alt`` metadata
+_ALT_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{% block data_png scoped %}
+<div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
+<img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}"
+ alt="{{ output.metadata.get('lrpkit_alt', 'figure') | escape_html }}"
+{%- set width=output | get_metadata('width', 'image/png') -%}
+{%- if width is not none %} width={{ width | escape_html }}{%- endif %}
+{%- set height=output | get_metadata('height', 'image/png') -%}
+{%- if height is not none %} height={{ height | escape_html }}{%- endif %}
+>
+</div>
+{%- endblock data_png %}
+{% block data_jpg scoped %}
+<div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
+<img src="data:image/jpeg;base64,{{ output.data['image/jpeg'] | escape_html }}"
+ alt="{{ output.metadata.get('lrpkit_alt', 'figure') | escape_html }}"
+>
+</div>
+{%- endblock data_jpg %}
+"""
+
+
+def _is_progress_stub(o: Mapping) -> bool:
+    """A tqdm bar's trace in a saved notebook: a widget view (its state is not saved, so it
+    renders as an empty box or as its text fallback "0%| | 0/..."), or a stream / text output
+    whose lines are all progress lines."""
+    data = o.get("data") or {}
+    if _WIDGET in data:
+        return True
+    text = o.get("text") if o.get("output_type") == "stream" else data.get("text/plain")
+    if text is None or set(data) - {"text/plain"}:
+        return False
+    lines = [ln for ln in re.split(r"[\r\n]+", "".join(text)) if ln.strip()]
+    return bool(lines) and all(_TQDM_LINE.match(ln) for ln in lines)
+
+
+def _strip_progress(o: Mapping) -> None:
+    """Remove tqdm progress lines from a stream output that also holds other text."""
+    if o.get("output_type") == "stream":
+        text = "".join(o.get("text", ""))
+        if "%|" in text:
+            kept = [ln for ln in re.split(r"(?<=\n)|\r", text) if not _TQDM_LINE.match(ln.rstrip("\n"))]
+            o["text"] = "".join(kept)
+
+
+def _alt_texts(nb: Any) -> None:
+    """Give every figure an alt text (output metadata ``lrpkit_alt``): the title its cell sets
+    (``suptitle`` / ``set_title`` / ``title`` with a plain string), else the nearest markdown
+    heading above it, else the notebook's first heading; numbered when a cell draws several."""
+    heading = doc = ""
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            found = _HEADING.findall(c.source)
+            if found:
+                heading = found[-1].strip()
+                doc = doc or found[0].strip()
+            continue
+        if c.cell_type != "code":
+            continue
+        titles = [m.group(2) for m in _TITLE_CALL.finditer(c.source) if "{" not in m.group(2)]
+        figs = [o for o in c.get("outputs", []) if {"image/png", "image/jpeg"} & set(o.get("data") or {})]
+        for k, o in enumerate(figs):
+            text = titles[0] if len(titles) == 1 else heading or doc or "figure"
+            if len(figs) > 1:
+                text = f"{text} ({k + 1} of {len(figs)})"
+            o.setdefault("metadata", {})["lrpkit_alt"] = f"Figure: {text}"
+
+
 def export_html(ipynb: str | os.PathLike, html_path: str | os.PathLike, hide_code: bool = True) -> Path:
     """Render an executed notebook to a self-contained HTML page (code hidden when ``hide_code``).
 
-    Figures are embedded, widget state is dropped (no dead widget placeholders) and nothing is
-    loaded from a network, so the page opens offline.
+    Figures are embedded, each with an alt text (:func:`_alt_texts`); widget views (their state
+    is not saved: empty boxes) and tqdm progress bars' traces ("0%| | 0/10") are dropped; nothing
+    is loaded from a network, so the page opens offline.
     """
     import nbformat
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(ipynb), as_version=4)
     nb.metadata.pop("widgets", None)
-    for c in nb.cells:  # a widget view without saved state renders as an empty box: drop it
-        for o in c.get("outputs", []):
-            data = o.get("data") if isinstance(o, dict) else None
-            if data and "application/vnd.jupyter.widget-view+json" in data and len(data) > 1:
-                data.pop("application/vnd.jupyter.widget-view+json")
-        c["outputs"] = [o for o in c.get("outputs", [])
-                        if not (isinstance(o, dict) and set(o.get("data", {}) or {}) ==
-                                {"application/vnd.jupyter.widget-view+json"})] if c.cell_type == "code" \
-            else c.get("outputs", [])
+    nb.cells = findings_first(nb.cells)   # the report opens with what it found
+    for c in nb.cells:
         if c.cell_type != "code":
             c.pop("outputs", None)
+            continue
+        outs = [o for o in c.get("outputs", []) if isinstance(o, dict)]
+        for o in outs:   # a widget with a real fallback (a figure): keep the fallback
+            data = o.get("data") or {}
+            if _WIDGET in data and set(data) - {_WIDGET, "text/plain"}:
+                data.pop(_WIDGET)
+            _strip_progress(o)
+        c["outputs"] = [o for o in outs if not _is_progress_stub(o)
+                        and not (o.get("output_type") == "stream" and not "".join(o.get("text", "")).strip())]
+    _alt_texts(nb)
     exporter = HTMLExporter(exclude_input=hide_code, exclude_input_prompt=hide_code,
-                            exclude_output_prompt=hide_code, embed_images=True)
+                            exclude_output_prompt=hide_code, embed_images=True,
+                            extra_loaders=[DictLoader({"lrpkit_report.html.j2": _ALT_TEMPLATE})],
+                            template_file="lrpkit_report.html.j2")
     body, _ = exporter.from_notebook_node(nb)
     html_path = Path(html_path)
     with atomic_path(html_path) as tmp:
@@ -112,7 +209,7 @@ def thumbnail(ipynb: Path, out: Path, width: int = 240) -> bool:
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:90em;color:#1f2328}
 table{border-collapse:collapse;width:100%}td,th{padding:.35em .7em;border-bottom:1px solid #ddd;
 text-align:left;vertical-align:top}th{background:#f6f8fa}.ok,.skipped{color:#1a7f37;font-weight:600}
-.failed,.interrupted,.running{color:#cf222e;font-weight:600}.running{color:#9a6700}
+.failed,.interrupted,.running,.stale,.missing,.not-run{color:#cf222e;font-weight:600}.running,.stale{color:#9a6700}
 code{font-size:.85em;white-space:pre-wrap}img.thumb{max-width:180px;max-height:140px;border:1px solid #ddd}
 .params{font-family:ui-monospace,monospace;font-size:.85em}h2{margin-top:1.6em}.detail{font-size:.9em}
 .analysed{background:#f6f8fa;border-left:3px solid #4c72b0;padding:.5em .8em;margin:.6em 0;line-height:1.6}
@@ -136,8 +233,38 @@ def _thumb_tag(folder: Path, name: str | None, alt: str) -> str:
     return f'<img class="thumb" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+def _live_run(folder: Path, top: Path) -> bool:
+    """Whether a live run holds the lock of ``folder`` or of a folder above it up to ``top``
+    (:mod:`lrpkit.runlock`): a ``running`` status without one is left by a killed run."""
+    from ..runlock import lock_is_stale, lock_path, read_lock
+
+    for f in [folder, *folder.parents]:
+        holder = read_lock(lock_path(f))
+        if holder and not lock_is_stale(holder):
+            return True
+        if f == top or f == f.parent:
+            break
+    return False
+
+
+def _truth(folder: Path, st: Any, out_dir: Path, cells: Mapping[Path, Any], config: str | None) -> tuple[str, str]:
+    """The state a status is shown with (:func:`lrpkit.batch.cells.shown_state`): the run's own
+    cell when it has one, else the cell rebuilt from the status, checked against ``config`` (the
+    run's, for the notebooks folder) or the config the status records."""
+    from .cells import cell_of_status, shown_state
+
+    cell = cells.get(folder / f"{st.name}.status.json")
+    if cell is None:
+        cell = cell_of_status(st, folder, config if folder == out_dir else None)
+    state, why = shown_state(cell, st)
+    if state == "running" and not _live_run(folder, out_dir):
+        return "interrupted", "its run ended without finishing it (killed?); run again to resume"
+    return state, why
+
+
 def write_index(out_dir: str | os.PathLike, runs: Sequence[Any] | None = None,
-                config_source: str = "", title: str = "lrpkit reports") -> Path:
+                config_source: str = "", title: str = "lrpkit reports", cells: Sequence[Any] | None = None,
+                config: str | os.PathLike | None = None, log: str | os.PathLike | None = None) -> Path:
     """Write ``<out_dir>/index.html`` from the status files of every notebook and grid cell below it.
 
     One table per folder (the notebooks, then each grid): status (for a failure: what
@@ -148,12 +275,21 @@ def write_index(out_dir: str | os.PathLike, runs: Sequence[Any] | None = None,
     from each cell's ``<name>.analysed.json``) heads a table when all its runs share it, else
     it is a column.  ``runs`` is accepted for compatibility and ignored (the status files are
     the truth).
+
+    What is on disk and current decides what is shown (:func:`lrpkit.batch.cells.shown_state`):
+    a result is ``ok`` only when its fingerprint matches today's notebook, config (the run's
+    ``config`` for the notebooks in ``out_dir``; ``cells``, the run's cells, take precedence) and
+    lrpkit code and its files are there; else ``stale`` or ``missing``.  Only files that exist
+    are linked, and a combined grid store only when the cells it holds as ok are exactly the
+    ones ok now.  ``log``: the run's log file, linked in the header.
     """
     from .. import __version__
 
     if isinstance(out_dir, (list, tuple)):  # the old signature: write_index(runs, out_dir)
         out_dir, runs = runs, out_dir  # type: ignore[assignment]
     out_dir = Path(out_dir)
+    by_status = {Path(c.status_path): c for c in (cells or ())}
+    config = str(config) if config else None
     groups: dict[str, list[tuple[Path, Any]]] = {}
     for f in _status_files(out_dir):
         st = read_status(f)
@@ -166,9 +302,10 @@ def write_index(out_dir: str | os.PathLike, runs: Sequence[Any] | None = None,
         rows = []
         what = [read_analysed(folder, st.name) for folder, st in items]
         shared = what[0] is not None and all(w == what[0] for w in what)
-        for (folder, st), desc in zip(items, what):
+        truths = [_truth(folder, st, out_dir, by_status, config) for folder, st in items]
+        for (folder, st), desc, (state, why) in zip(items, what, truths):
             n_all += 1
-            ok = st.state == "ok"
+            ok = state == "ok"
             n_fail += not ok
 
             def link(name: str | None, label: str, folder: Path = folder) -> str:
@@ -180,8 +317,9 @@ def write_index(out_dir: str | os.PathLike, runs: Sequence[Any] | None = None,
             if ok:
                 status = '<span class="ok">ok</span>'
             else:
-                status = (f'<span class="{html.escape(st.state)}">{html.escape(st.state)}</span>'
-                          f'<div class="detail"><code>{html.escape(st.describe())}</code></div>')
+                detail = f"{st.name}: {why}" if why else st.describe()
+                status = (f'<span class="{html.escape(state.replace(" ", "-"))}">{html.escape(state)}</span>'
+                          f'<div class="detail"><code>{html.escape(detail)}</code></div>')
             params = "<br>".join(f"{html.escape(str(k))} = {html.escape(json.dumps(v, default=str))}"
                                  for k, v in st.params.items())
             files = " ".join(x for x in (link(st.html, "report"), link(st.ipynb, "notebook"),
@@ -199,11 +337,18 @@ def write_index(out_dir: str | os.PathLike, runs: Sequence[Any] | None = None,
                 else None
             if grid_dir is not None:
                 stem = Path(folder_rel).name
+                ok_now = {st.name for (_, st), (state, _) in zip(items, truths) if state == "ok"}
                 for ext in (".nc", ".zarr"):
                     store = grid_dir / f"{stem}{ext}"
                     if store.exists():
                         rel = store.relative_to(out_dir).as_posix()
-                        extra = f'<p>combined store: <a href="{html.escape(rel)}">{html.escape(rel)}</a></p>'
+                        held = store_cells(store)
+                        if held is not None and {k for k, v in held.items() if v == "ok"} == ok_now:
+                            extra = f'<p>combined store: <a href="{html.escape(rel)}">{html.escape(rel)}</a></p>'
+                        else:
+                            extra = (f'<p>combined store: <span class="stale">out of date</span> '
+                                     f'({html.escape(rel)} does not hold the cells that are ok now; '
+                                     f'run the grid again to rebuild it)</p>')
         if shared:
             extra += f'<div class="analysed">{analysed_html(what[0])}</div>'
         sections.append(f"<h2>{html.escape(head)}</h2>{extra}\n<table><tr><th>name</th><th>status</th>"
@@ -212,6 +357,12 @@ def write_index(out_dir: str | os.PathLike, runs: Sequence[Any] | None = None,
                         + "\n".join(rows) + "\n</table>")
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     config = f", config <code>{html.escape(str(config_source))}</code>" if config_source else ""
+    if log and Path(log).is_file():
+        try:
+            rel_log = Path(log).resolve().relative_to(out_dir.resolve()).as_posix()
+            config += f', log <a href="{html.escape(rel_log)}">{html.escape(rel_log)}</a>'
+        except ValueError:
+            config += f", log <code>{html.escape(str(log))}</code>"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_CSS}</style></head><body>

@@ -13,8 +13,12 @@ then writes into the report folder, per notebook ``<name>``:
   the last figure), ``<name>.status.json`` - status, duration, parameters, failure,
 
 and ``index.html`` listing every notebook and every grid cell below the folder
-(:func:`lrpkit.batch.render.write_index`).  A failing notebook is run once more, then
-reported; it does not stop the others; the CLI exits non-zero.  Each notebook is one cell
+(:func:`lrpkit.batch.render.write_index`, from what is on disk and current: a result made
+under another config or code is shown stale, one whose files are gone missing).  A failing
+notebook is run once more (not when it fails the same way in the same cell as before: that
+failure is deterministic), then reported; it does not stop the others; the CLI exits
+non-zero.  One run per report folder (:mod:`lrpkit.runlock`); the cells' and kernels' output
+goes to ``<out>/lrpkit.log``.  Each notebook is one cell
 run in a child process (:mod:`lrpkit.batch.execute`): SIGINT / SIGTERM stop the run promptly
 and leave no half-written or stale result, and a re-run starts again where it stopped
 (``force=False`` skips notebooks that finished for the same notebook and config).
@@ -29,9 +33,10 @@ from collections.abc import Mapping, Sequence
 
 from ..config import load_config, resolve_path
 from ..results import atomic_path
+from ..runlock import folder_lock
 from . import schedule
 from .cells import Cell, CellResult, cell_name
-from .execute import run_cell_process
+from .execute import run_with_retries
 from .render import write_index
 from .spec import discover_notebooks, notebook_cell
 
@@ -69,6 +74,7 @@ class ReportSummary:
     out_dir: Path
     index: Path
     runs: list[NotebookRun] = field(default_factory=list)
+    log: Path | None = None         # the run's log file (cells' and kernels' output)
 
     @property
     def failures(self) -> list[NotebookRun]:
@@ -83,6 +89,8 @@ class ReportSummary:
         for r in self.runs:
             status = (r.state or "ok") if r.ok else f"FAILED {r.detail or f'in cell [{r.failed_cell}]: {r.error}'}"
             lines.append(f"  {r.name:32s} {r.seconds:7.1f} s  {status}")
+        if self.log is not None:
+            lines.append(f"  log: {self.log}")
         return "\n".join(lines)
 
 
@@ -105,12 +113,7 @@ def run_notebook(nb_path: str | os.PathLike, out_dir: str | os.PathLike, config:
                 config=str(config), params=params, group=nb_path.stem, timeout=timeout,
                 start_timeout=start_timeout, hide_code=hide_code)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    res = None
-    for attempt in range(1, retries + 2):
-        res = run_cell_process(cell, attempt)
-        if not res.worth_retry:
-            break
-    return NotebookRun.from_result(res)
+    return NotebookRun.from_result(run_with_retries(cell, retries))
 
 
 def run_all(config: str | os.PathLike | Mapping | None = "default",
@@ -127,31 +130,45 @@ def run_all(config: str | os.PathLike | Mapping | None = "default",
     ``None``: the config's ``reports.scheduler``.  ``force=False`` skips notebooks that already
     finished for the same notebook and config.  Returns a :class:`ReportSummary`; check
     ``.ok``.  SIGINT / SIGTERM raise :class:`lrpkit.batch.RunInterrupted` after cleaning up.
+
+    A bad ``scheduler`` raises ``ValueError`` before anything is created; the report folder is
+    locked for the run (a second run there raises :class:`lrpkit.runlock.RunLocked` at once);
+    the cells' and kernels' output goes to ``<out>/lrpkit.log`` (the summary names it); the
+    index is rewritten on every way out (:func:`lrpkit.batch.schedule.on_every_exit`).
     """
+    cfg = load_config(config)
+    rcfg = cfg.get("reports", {}) if isinstance(cfg, Mapping) else {}
+    if scheduler is None:
+        scheduler = rcfg.get("scheduler")
+    schedule.check_scheduler(scheduler)      # before anything is created
+    out = Path(out_dir) if out_dir is not None else resolve_path(cfg, "reports")
+    names = notebooks if notebooks is not None else rcfg.get("notebooks")
+    nbs = discover_notebooks(nb_dir, names)
+    with schedule.signals_raise(), folder_lock(out, "lrpkit report"):
+        out.mkdir(parents=True, exist_ok=True)
+        with schedule.run_log(out / schedule.LOG_NAME) as log_path:
+            return _run_locked(config, cfg, rcfg, out, nbs, hide_code, progress, scheduler, force, retries,
+                               log_path)
+
+
+def _run_locked(config: Any, cfg: Any, rcfg: Mapping, out: Path, nbs: Sequence[Path], hide_code: bool | None,
+                progress: bool, scheduler: str | None, force: bool, retries: int, log_path: Path) -> ReportSummary:
     import yaml
 
-    cfg = load_config(config)
-    out = Path(out_dir) if out_dir is not None else resolve_path(cfg, "reports")
-    out.mkdir(parents=True, exist_ok=True)
     if isinstance(config, Mapping):
         cfg_path = out / "config.yaml"
         with atomic_path(cfg_path) as tmp:
             tmp.write_text(yaml.safe_dump({k: v for k, v in dict(config).items() if not str(k).startswith("_")}))
     else:
         cfg_path = Path(cfg["_source"]).resolve()
-    rcfg = cfg.get("reports", {}) if isinstance(cfg, Mapping) else {}
-    names = notebooks if notebooks is not None else rcfg.get("notebooks")
     hide = rcfg.get("hide_code", True) if hide_code is None else hide_code
-    nbs = discover_notebooks(nb_dir, names)
     cells = [notebook_cell(nb, out, str(cfg_path), hide_code=hide, timeout=rcfg.get("timeout"),
                            start_timeout=float(rcfg.get("start_timeout", 120) or 120)) for nb in nbs]
 
     def index() -> None:
-        write_index(out, config_source=cfg.get("_source", ""))
+        write_index(out, config_source=cfg.get("_source", ""), cells=cells, config=str(cfg_path), log=log_path)
 
-    if scheduler is None:
-        scheduler = rcfg.get("scheduler")
-    results = schedule.run_cells(cells, scheduler=scheduler, force=force, retries=retries, progress=progress,
-                                 on_change=index)
-    index()
-    return ReportSummary(out, out / "index.html", [NotebookRun.from_result(r) for r in results])
+    with schedule.on_every_exit(index):
+        results = schedule.run_cells(cells, scheduler=scheduler, force=force, retries=retries,
+                                     progress=progress, on_change=index)
+    return ReportSummary(out, out / "index.html", [NotebookRun.from_result(r) for r in results], log_path)

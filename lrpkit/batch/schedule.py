@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -35,16 +36,21 @@ from typing import Any
 from collections.abc import Callable, Iterable, Sequence
 
 from .analysed import write_analysed
+from ..runlock import folder_lock
 from .cells import STAGING_PREFIX, Cell, CellResult, cell_is_current, now, read_status, write_status
-from .combine import combine_cells, save_combined
-from .execute import PARALLEL_ENV, result_after_exit, run_cell_process
+from .combine import combine_cells, remove_combined, save_combined
+from .execute import LOG_ENV, PARALLEL_ENV, claim, not_run, result_after_exit, run_with_retries
 from .failures import Interrupted
 from .render import write_index
 from .spec import GridSpec, grid_cells, load_grid
 
-__all__ = ["RunInterrupted", "run_cells", "expected_seconds", "GridSummary", "run_grid"]
+__all__ = ["RunInterrupted", "run_cells", "expected_seconds", "GridSummary", "run_grid", "check_scheduler",
+           "signals_raise", "run_log", "on_every_exit"]
 
 log = logging.getLogger(__name__)
+
+#: the run's log file in the reports / grid folder (:func:`run_log`)
+LOG_NAME = "lrpkit.log"
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -70,11 +76,26 @@ def _parse_scheduler(scheduler: str | None) -> tuple[str, int | str | None]:
                      f"got {scheduler!r}")
 
 
+def check_scheduler(scheduler: str | None) -> None:
+    """Raise ``ValueError`` (one line naming the accepted forms) for a bad ``--scheduler``; the
+    runners call it before they create anything."""
+    _parse_scheduler(scheduler)
+
+
+_SIGNAL_DEPTH = [0]
+
+
 @contextlib.contextmanager
-def _signals_raise() -> Any:
-    """SIGINT / SIGTERM raise :class:`RunInterrupted` in the main thread (then handled once)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+def signals_raise() -> Any:
+    """SIGINT / SIGTERM raise :class:`RunInterrupted` in the main thread, once: later signals
+    are ignored until the outermost block ends (its cleanup, the index, is not cut short).
+    Nested blocks (``run_all`` -> ``run_cells``) share the outermost one's handlers."""
+    if threading.current_thread() is not threading.main_thread() or _SIGNAL_DEPTH[0]:
+        _SIGNAL_DEPTH[0] += 1
+        try:
+            yield
+        finally:
+            _SIGNAL_DEPTH[0] -= 1
         return
 
     def handler(signum, frame):
@@ -83,11 +104,78 @@ def _signals_raise() -> Any:
         raise RunInterrupted(signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    _SIGNAL_DEPTH[0] += 1
     try:
         yield
     finally:
+        _SIGNAL_DEPTH[0] -= 1
         for s, h in old.items():
             signal.signal(s, h)
+
+
+_signals_raise = signals_raise
+
+
+class _TqdmHandler(logging.Handler):
+    """Log records printed above the progress bar (``tqdm.write``), never glued onto it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        with contextlib.suppress(Exception):
+            tqdm.write(self.format(record), file=sys.stderr)
+
+
+@contextlib.contextmanager
+def run_log(path: Path) -> Any:
+    """During a run: lrpkit's log records go to ``path`` (INFO and up) and, warnings only, to
+    the terminal above the progress bar; the cells' processes and their kernels write their
+    output (ipykernel's notes, the notebooks' prints) to ``path`` too (:data:`LOG_ENV`)."""
+    lg = logging.getLogger("lrpkit")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = logging.FileHandler(path, encoding="utf-8")
+    fh.setLevel(logging.INFO)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console = _TqdmHandler(logging.WARNING)
+    console.setFormatter(logging.Formatter("[lrpkit] %(message)s"))
+    saved = lg.level, lg.propagate, os.environ.get(LOG_ENV)
+    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as f:
+        f.write(f"\n=== lrpkit run, PID {os.getpid()}, {now()} ===\n")
+    lg.addHandler(fh)
+    lg.addHandler(console)
+    lg.setLevel(logging.INFO)
+    lg.propagate = False
+    os.environ[LOG_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        lg.removeHandler(fh)
+        lg.removeHandler(console)
+        fh.close()
+        lg.setLevel(saved[0])
+        lg.propagate = saved[1]
+        if saved[2] is None:
+            os.environ.pop(LOG_ENV, None)
+        else:
+            os.environ[LOG_ENV] = saved[2]
+
+
+@contextlib.contextmanager
+def on_every_exit(write: Callable[[], None]) -> Any:
+    """Call ``write`` (the index) when the block ends, however (an exception, RunInterrupted), and
+    at interpreter exit (``atexit``) should the block be left without its ``finally`` running."""
+    import atexit
+
+    def safe() -> None:
+        with contextlib.suppress(Exception):
+            write()
+
+    atexit.register(safe)
+    try:
+        yield
+    finally:
+        atexit.unregister(safe)
+        safe()
 
 
 def _clean_stale_staging(out_dirs: Iterable[Path]) -> None:
@@ -115,65 +203,93 @@ def run_cells(cells: Sequence[Cell], scheduler: str | None = None, force: bool =
     """Run cells (skipping current ones unless ``force``); results in the cells' order.
 
     Each cell's model(s) and data set are written beside its status first
-    (:func:`lrpkit.batch.analysed.write_analysed`), for the index.
+    (:func:`lrpkit.batch.analysed.write_analysed`), for the index.  ``on_change`` (which
+    writes the index) is called first (it repairs what a killed run left: cells it left
+    ``running`` are marked interrupted), before each serial cell starts (after its old files
+    are removed), after each cell and on every way out.
 
     Raises :class:`RunInterrupted` on SIGINT / SIGTERM after stopping the running cells and
-    calling ``on_change`` (which writes the index).
+    marking the ones never started ``interrupted`` ("not run").
     """
     from tqdm.auto import tqdm
 
     kind, arg = _parse_scheduler(scheduler)
-    for c in cells:
-        Path(c.out_dir).mkdir(parents=True, exist_ok=True)
-    _clean_stale_staging(Path(c.out_dir) for c in cells)
-    for c in cells:  # what each cell analyses, for the index (grid cells may differ)
-        write_analysed(c)
-    results: dict[str, CellResult] = {}
-    todo = []
-    for c in cells:
-        if not force and cell_is_current(c):
-            st = read_status(c.status_path)
-            st.state = "skipped"
-            results[c.name] = st
-            log.info("%s: up to date, skipped", c.name)
-        else:
-            todo.append(c)
-    bar = tqdm(total=len(todo), desc="cells", disable=not progress, unit="cell")
     notify = on_change or (lambda: None)
-
-    def done(c: Cell, r: CellResult) -> None:
-        results[c.name] = r
-        bar.update(1)
-        bar.set_postfix_str(f"{c.name[:30]} {r.state}")
-        (log.info if r.ok else log.warning)("%s: %s (%.1f s)", c.name, r.describe(), r.seconds)
+    t_start = now()
+    with signals_raise():
+        for c in cells:
+            Path(c.out_dir).mkdir(parents=True, exist_ok=True)
+        _clean_stale_staging(Path(c.out_dir) for c in cells)
+        _repair_orphans(cells)
+        for c in cells:  # what each cell analyses, for the index (grid cells may differ)
+            write_analysed(c)
         notify()
+        results: dict[str, CellResult] = {}
+        todo = []
+        for c in cells:
+            if not force and cell_is_current(c):
+                st = read_status(c.status_path)
+                st.state = "skipped"
+                results[c.name] = st
+                log.info("%s: up to date, skipped", c.name)
+            else:
+                todo.append(c)
+        bar = tqdm(total=len(todo), desc="cells", disable=not progress, unit="cell")
 
-    if kind != "serial":  # inherited by LocalCluster workers started below
-        os.environ[PARALLEL_ENV] = "1"
-    try:
-        with _signals_raise():
+        def done(c: Cell, r: CellResult) -> None:
+            results[c.name] = r
+            bar.update(1)
+            bar.set_postfix_str(f"{c.name[:30]} {r.state}")
+            (log.info if r.ok else log.warning)("%s: %s (%.1f s)", c.name, r.describe(), r.seconds)
+            notify()
+
+        def started(c: Cell, attempt: int) -> None:   # serial: claimed, then the index says so
+            claim(c, attempt)
+            notify()
+
+        if kind != "serial":  # inherited by LocalCluster workers started below
+            os.environ[PARALLEL_ENV] = "1"
+        try:
             if kind == "serial":
-                _run_serial(todo, retries, done)
+                _run_serial(todo, retries, done, started)
             else:
                 _run_dask(todo, retries, done, kind, arg)
-    except RunInterrupted as exc:
-        _mark_interrupted(todo, exc.signum)
-        notify()
-        raise
-    finally:
-        bar.close()
-        os.environ.pop(PARALLEL_ENV, None)
+        except RunInterrupted as exc:
+            _mark_interrupted(todo, exc.signum, t_start)
+            raise
+        finally:
+            bar.close()
+            os.environ.pop(PARALLEL_ENV, None)
+            notify()
     return [results[c.name] for c in cells]
 
 
-def _mark_interrupted(cells: Sequence[Cell], signum: int) -> None:
-    """After a stop: cells still ``running`` or ``interrupted`` name the signal the run got."""
-    _clean_stale_staging(Path(c.out_dir) for c in cells)
+def _repair_orphans(cells: Sequence[Cell]) -> None:
+    """Cells a killed run left ``running`` (this run holds the folder's lock, so no live run is
+    writing them) are marked interrupted: the index shows no running cell that is not."""
     for c in cells:
         st = read_status(c.status_path)
-        if st is not None and st.state in ("running", "interrupted"):
+        if st is not None and st.state == "running":
+            st.fail(Interrupted("its run ended without finishing it (killed?); run again to resume"))
+            st.finished = st.finished or now()
+            with contextlib.suppress(OSError):
+                write_status(c.status_path, st)
+
+
+def _mark_interrupted(cells: Sequence[Cell], signum: int, t_start: str = "") -> None:
+    """After a stop: cells still ``running`` or ``interrupted`` name the signal the run got;
+    cells this run never started are ``interrupted`` as "not run" (a current old result stays)."""
+    _clean_stale_staging(Path(c.out_dir) for c in cells)
+    name = signal.Signals(signum).name
+    for c in cells:
+        st = read_status(c.status_path)
+        began = st is not None and st.started and st.started >= t_start
+        if st is None or not began:
+            not_run(c, f"the run was stopped by {name} before this cell started")
+            continue
+        if st.state in ("running", "interrupted") and not (st.error or "").startswith("not run"):
             old = st.failure
-            st.fail(Interrupted(f"stopped by {signal.Signals(signum).name}; run again to resume"))
+            st.fail(Interrupted(f"stopped by {name}; run again to resume"))
             if old is not None:
                 st.failure.located(old.cell, old.cell_index, old.source)
             st.finished = st.finished or now()
@@ -181,15 +297,10 @@ def _mark_interrupted(cells: Sequence[Cell], signum: int) -> None:
                 write_status(c.status_path, st)
 
 
-def _run_serial(todo: Sequence[Cell], retries: int, done: Callable) -> None:
+def _run_serial(todo: Sequence[Cell], retries: int, done: Callable,
+                started: Callable[[Cell, int], None] | None = None) -> None:
     for c in todo:
-        res = None
-        for attempt in range(1, retries + 2):
-            res = run_cell_process(c, attempt)
-            if not res.worth_retry:
-                break
-            log.warning("%s: attempt %d failed (%s)%s", c.name, attempt, res.describe(),
-                        "; retrying" if attempt <= retries else "")
+        res = run_with_retries(c, retries, before=(lambda a, c=c: started(c, a)) if started else None)
         done(c, res)
 
 
@@ -226,12 +337,7 @@ def _dask_task(cell_json: str, retries: int, stop_event: str) -> dict:  # pragma
                 flag["stop"] = ev.is_set()
         return flag["stop"]
 
-    res = None
-    for attempt in range(1, retries + 2):
-        res = run_cell_process(cell, attempt, stop=stop)
-        if not res.worth_retry or stop():
-            break
-    return res.to_dict()
+    return run_with_retries(cell, retries, stop=stop).to_dict()
 
 
 def _run_dask(todo: Sequence[Cell], retries: int, done: Callable, kind: str, arg: Any) -> None:
@@ -296,6 +402,7 @@ class GridSummary:
     combined: dict[str, Path]
     index: Path | None = None
     seconds: float = 0.0
+    log: Path | None = None
 
     @property
     def failures(self) -> list[CellResult]:
@@ -315,41 +422,61 @@ class GridSummary:
                          + ("" if r.ok else f"\n      {r.describe()}"))
         for nb, p in self.combined.items():
             lines.append(f"  combined {nb}: {p}")
+        if self.log is not None:
+            lines.append(f"  log: {self.log}")
         return "\n".join(lines)
 
 
 def run_grid(grid: str | os.PathLike | GridSpec, scheduler: str | None = None, force: bool = False,
              progress: bool = True, out: str | os.PathLike | None = None) -> GridSummary:
-    """Run every cell of a grid config, combine per notebook, write the index; see module doc."""
+    """Run every cell of a grid config, combine per notebook, write the index; see module doc.
+
+    The scheduler is checked before anything is created; the grid's folder is locked for the
+    run (:func:`lrpkit.runlock.folder_lock`: a second run there raises
+    :class:`~lrpkit.runlock.RunLocked`); the combined stores and the index are derived again
+    from the cells' files on every way out (an interrupt included), so that a store never
+    holds a cell that is not current; the log goes to ``<out>/lrpkit.log``."""
+    check_scheduler(scheduler)
     spec = grid if isinstance(grid, GridSpec) else load_grid(grid)
     if out is not None:
         spec = dataclasses.replace(spec, out=Path(out))
     t0 = time.perf_counter()
     cells = grid_cells(spec)
-    spec.out.mkdir(parents=True, exist_ok=True)
+    combined: dict[str, Path] = {}
 
     def index() -> None:
         with contextlib.suppress(Exception):
-            write_index(spec.out, title=f"lrpkit grid {Path(spec.source).stem}", config_source=spec.source)
+            write_index(spec.out, title=f"lrpkit grid {Path(spec.source).stem}", config_source=spec.source,
+                        cells=cells)
         root = _reports_root(spec.out)
         if root is not None:
             with contextlib.suppress(Exception):
                 write_index(root)
 
-    log.info("grid %s: %d cell(s), scheduler %s", spec.source, len(cells), scheduler or "serial")
-    results = run_cells(cells, scheduler=scheduler, force=force, retries=spec.retries, progress=progress,
-                        on_change=index)
-    combined: dict[str, Path] = {}
-    for group in dict.fromkeys(c.group for c in cells):
-        gc = [c for c in cells if c.group == group]
-        try:
-            ds = combine_cells(gc)
-        except ValueError as exc:
-            log.warning("%s: nothing combined (%s)", group, exc)
-            continue
-        combined[group] = save_combined(ds, spec.out / group, spec.store)
-    index()
-    return GridSummary(spec, results, combined, spec.out / "index.html", time.perf_counter() - t0)
+    def combine() -> None:
+        for group in dict.fromkeys(c.group for c in cells):
+            gc = [c for c in cells if c.group == group]
+            try:
+                ds = combine_cells(gc)
+            except ValueError as exc:
+                log.warning("%s: nothing combined (%s)", group, exc)
+                remove_combined(spec.out / group)
+                combined.pop(group, None)
+                continue
+            combined[group] = save_combined(ds, spec.out / group, spec.store)
+
+    def finish() -> None:
+        with contextlib.suppress(Exception):
+            combine()
+        index()
+
+    with signals_raise(), folder_lock(spec.out, f"lrpkit report --config {spec.source}"):
+        spec.out.mkdir(parents=True, exist_ok=True)
+        with run_log(spec.out / LOG_NAME) as log_path, on_every_exit(finish):
+            log.info("grid %s: %d cell(s), scheduler %s", spec.source, len(cells), scheduler or "serial")
+            results = run_cells(cells, scheduler=scheduler, force=force, retries=spec.retries,
+                                progress=progress, on_change=index)
+    return GridSummary(spec, results, combined, spec.out / "index.html", time.perf_counter() - t0, log_path)
 
 
 def _reports_root(out: Path) -> Path | None:

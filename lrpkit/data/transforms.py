@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .._integrity import open_rgb
+
 __all__ = ["MEAN", "STD", "DEFAULT_SIZE", "DEFAULT_CROP", "N_TRAIN_VIEWS",
            "pad_to_square", "crop_offsets", "train_view", "ten_views", "center_crop",
            "normalize", "denormalize", "input_bounds", "image_to_uint8", "preprocess_images",
@@ -85,7 +87,7 @@ def pad_to_square(image: Image.Image | np.ndarray, size: int = DEFAULT_SIZE) -> 
     nw, nh = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
     if (nw, nh) != (w, h):
         image = image.resize((nw, nh), Image.BILINEAR)
-    arr = np.asarray(image, dtype=np.uint8)
+    arr = np.array(image, dtype=np.uint8)   # a writable copy (torch.from_numpy needs one)
     ph, pw = size - nh, size - nw
     if ph or pw:
         arr = np.pad(arr, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="edge")
@@ -197,8 +199,7 @@ def preprocess_dataset(dataset, size: int = DEFAULT_SIZE, progress: bool = False
     def _images():
         for i in range(n):
             if image_path is not None:       # VOCDataset: read the file, bypass its transform
-                with Image.open(image_path(i)) as im:
-                    yield im.convert("RGB")
+                yield open_rgb(image_path(i))   # DamagedFile naming an unreadable file
             else:
                 yield dataset[i][0]
 

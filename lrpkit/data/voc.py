@@ -38,6 +38,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image
 
+from .._integrity import open_rgb
 from ..results import atomic_path
 
 __all__ = ["VOC_CLASSES", "SCENE_MARKER", "VOCObject", "VOCAnnotation", "VOCDataset",
@@ -291,8 +292,7 @@ class VOCDataset:
             raise IndexError(f"index {i} out of range for {n} images")
         i = i % n
         path = self.image_path(i)
-        with Image.open(path) as im:
-            image = im.convert("RGB")
+        image = open_rgb(path)   # DamagedFile naming a truncated / unreadable file
         target = self.target(i)
         if image.size != tuple(target["size"]):
             raise ValueError(f"image {path} is {image.size[0]}x{image.size[1]} but its annotation "

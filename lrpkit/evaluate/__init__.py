@@ -26,6 +26,7 @@ from .intervals import (Interval, ap_interval, attach_interval, bootstrap_interv
                         paired_interval_dataset, ratio_interval, resample_interval,
                         wilson_interval)
 from .twin_drop import score_drop, twin_drop
+from .findings import Findings, findings_from_dataset
 from .road import noisy_linear_impute, noisy_linear_impute_reference
 from .complexity import complexity, heatmap_to_uint8, shannon_entropy
 
@@ -42,4 +43,4 @@ __all__ += ["Interval", "bootstrap_interval", "paired_interval", "wilson_interva
             "paired_ap_interval", "difference_verdict", "claim_verdict", "interval_dataset",
             "paired_interval_dataset", "attach_interval", "interval_frame", "finding",
             "findings_table", "findings_markdown", "ratio_interval", "resample_interval",
-            "score_drop", "twin_drop"]
+            "score_drop", "twin_drop", "Findings", "findings_from_dataset"]

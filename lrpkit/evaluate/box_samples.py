@@ -19,7 +19,8 @@ import numpy as np
 __all__ = ["class_box_samples"]
 
 
-def class_box_samples(dataset: Any, n: int | None, seed: int = 0) -> dict[str, list[tuple[int, np.ndarray]]]:
+def class_box_samples(dataset: Any, n: int | None, seed: int = 0,
+                      rows: Any = None) -> dict[str, list[tuple[int, np.ndarray]]]:
     """Per class: up to ``n`` random images that show the class and hold a box of it.
 
     An image qualifies for class ``c`` when its label for ``c`` is positive (VOC: a
@@ -27,7 +28,8 @@ def class_box_samples(dataset: Any, n: int | None, seed: int = 0) -> dict[str, l
     (difficult ones included: they are the object too) are returned as ``(M, 4)`` float32
     ``(x0, y0, x1, y1)``.  Each class draws from ``numpy.random.default_rng(seed)`` in turn
     (class order), keeping the chosen images in dataset order; ``n=None`` takes all.  Classes
-    without such an image get an empty list.
+    without such an image get an empty list.  ``rows``: draw only among these dataset indices
+    (e.g. the image sample whose twins are scored, so one bootstrap over images serves both).
     """
     if n is not None and int(n) < 1:
         raise ValueError(f"n must be >= 1 or None, got {n!r}")
@@ -35,13 +37,17 @@ def class_box_samples(dataset: Any, n: int | None, seed: int = 0) -> dict[str, l
     labels = np.asarray(dataset.labels) > 0.5
     if labels.ndim != 2 or labels.shape[1] != len(classes):
         raise ValueError(f"dataset.labels must be (N, {len(classes)}), got shape {labels.shape}")
-    targets = [dataset.target(i) for i in range(labels.shape[0])]
+    allowed = np.ones(labels.shape[0], bool)
+    if rows is not None:
+        allowed[:] = False
+        allowed[np.asarray(rows, dtype=np.int64)] = True
+    targets = [dataset.target(i) if allowed[i] else {"names": []} for i in range(labels.shape[0])]
     rng = np.random.default_rng(seed)
     out: dict[str, list[tuple[int, np.ndarray]]] = {}
     for k, c in enumerate(classes):
-        rows = [i for i in np.flatnonzero(labels[:, k]) if c in targets[i]["names"]]
+        rows_c = [i for i in np.flatnonzero(labels[:, k] & allowed) if c in targets[i]["names"]]
         if n is not None:
-            rows = [rows[j] for j in sorted(rng.permutation(len(rows))[:int(n)])]
+            rows_c = [rows_c[j] for j in sorted(rng.permutation(len(rows_c))[:int(n)])]
         out[c] = [(int(i), np.asarray([b for b, name in zip(targets[i]["boxes"], targets[i]["names"])
-                                       if name == c], np.float32).reshape(-1, 4)) for i in rows]
+                                       if name == c], np.float32).reshape(-1, 4)) for i in rows_c]
     return out

@@ -166,3 +166,41 @@ def box_to_crop(boxes: Any, image_size: Sequence[int], size: int | None = None,
     out[:, [0, 2]] = b[:, [0, 2]] * (nw / w) + left - off
     out[:, [1, 3]] = b[:, [1, 3]] * (nh / h) + top - off
     return np.clip(out, 0.0, float(crop))
+
+
+REGIONS = ("inside", "context", "tag", "padding")
+
+
+def relevance_regions(relevance_map: Any, boxes: Any, *, frame: Any = None,
+                      tag: Any = None) -> dict[str, tuple[float, int]]:
+    """Positive relevance and pixel count of each region of a map (Lapuschkin et al. 2016, eq. 11,
+    with the padding and a planted tag kept apart).
+
+    ``boxes``: the object's box(es) (the "inside"); ``frame``: the box of the image itself in the
+    map's coordinates (e.g. the image box mapped through the scene CNN's preprocessing: the
+    edge-padded rows or columns lie outside it; ``None``: the whole map); ``tag``: a box to keep
+    apart from the context (a planted copyright tag; ``None``: none).  Regions, each pixel in
+    exactly one: ``padding`` (outside ``frame``), ``inside`` (in the boxes), ``tag`` (in ``tag``,
+    not inside), ``context`` (the rest of the frame).  Returns ``{region: (sum of R+, pixels)}``
+    for :data:`REGIONS`.
+    """
+    Rp = positive_part(relevance_map)
+    shape = Rp.shape
+    valid = np.ones(shape, bool) if frame is None else _frame_mask(shape, frame)
+    inside = box_mask(shape, boxes) & valid
+    tagged = (_frame_mask(shape, tag) & valid & ~inside) if tag is not None else np.zeros(shape, bool)
+    context = valid & ~inside & ~tagged
+    out = {}
+    for name, m in zip(REGIONS, (inside, context, tagged, ~valid)):
+        out[name] = (float(Rp[m].sum()), int(m.sum()))
+    return out
+
+
+def _frame_mask(shape: Sequence[int], box: Any) -> np.ndarray:
+    """Mask of a box that may have been clipped to zero area (then no pixel)."""
+    b = np.asarray(box, dtype=np.float64).reshape(-1, 4)
+    b = b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
+    return box_mask(shape, b) if len(b) else np.zeros(tuple(int(s) for s in shape[-2:]), bool)
+
+
+__all__ += ["REGIONS", "relevance_regions"]

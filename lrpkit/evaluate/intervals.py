@@ -43,7 +43,8 @@ import xarray as xr
 
 __all__ = ["Interval", "bootstrap_interval", "paired_interval", "resample_interval", "ratio_interval",
            "wilson_interval", "ap_interval",
-           "paired_ap_interval", "difference_verdict", "claim_verdict", "interval_dataset",
+           "paired_ap_interval", "bootstrap_indices", "percentile_bounds", "difference_verdict",
+           "claim_verdict", "interval_dataset",
            "paired_interval_dataset", "attach_interval", "interval_frame", "Finding", "finding",
            "findings_table", "findings_markdown", "RESOLVED", "NOT_RESOLVED", "REPRODUCED",
            "CONTRADICTED", "METHODS"]
@@ -141,6 +142,21 @@ def _percentile(boots: np.ndarray, ci: float) -> tuple[float, float]:
     a = (1.0 - float(ci)) / 2.0
     lo, hi = np.quantile(b, [a, 1.0 - a])
     return float(lo), float(hi)
+
+
+def bootstrap_indices(n: int, n_boot: int = 1000, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """The ``(n_boot, n)`` resample index rows the percentile intervals of this module draw
+    (``default_rng(seed)``, same order): for statistics computed on many resamples at once
+    (e.g. :func:`lrpkit.evaluate.checkpoint_context.batched_average_precision`)."""
+    rows: list[np.ndarray] = []
+    _resample_stats(int(n), int(n_boot), seed, lambda idx: rows.append(idx) or np.zeros(len(idx)))
+    return np.concatenate(rows) if rows else np.zeros((0, int(n)), dtype=np.int64)
+
+
+def percentile_bounds(boots: Any, ci: float = 0.95) -> tuple[float, float]:
+    """The percentile interval ``(low, high)`` of bootstrap statistics ``boots`` (NaNs left out;
+    a warning when more than half are NaN; ``(nan, nan)`` when all are)."""
+    return _percentile(np.asarray(boots, dtype=np.float64).ravel(), ci)
 
 
 def _bca(data: tuple[np.ndarray, ...], statistic: Callable, paired: bool, n_boot: int, ci: float,

@@ -12,11 +12,21 @@ copyright tag removed), so that a drop of AP measures how much a model leans on 
     twins = load_twins("data/scenes", n_images=150, seed=0)       # same images in every split
     res = ap_by_split({"CNN": cnn, "FV": fv}, twins)              # xr.Dataset
     res.ap.sel(model="FV", split="test_swapped")                  # AP per class
+    ivs = ap_intervals(res)                                       # AP, mAP, drops, model gaps
+    ivs["mAP_drop"].sel(split="test_swapped", model="CNN")        # estimate, low, high, n
 
 A twin is found by its id: ``test_000123``, ``swapped_000123`` and ``untagged_000123`` share the
 key ``000123`` (the part after the first ``_``).  AP is
 :func:`lrpkit.evaluate.metrics.average_precision` (one treatment of classes without positives
 and of VOC's difficult-only pairs for the whole package).
+
+Intervals (:func:`ap_boots`, :func:`ap_intervals`): the images are resampled with replacement
+(percentile bootstrap, Efron & Tibshirani 1993, ch. 13) *jointly* for every split, model and
+class, so that an AP, a mAP, the drop of an AP on a twin split and the gap between two models
+all get their interval from the same resamples (paired: the image-to-image spread the two sides
+share cancels).  A resample is a vector of counts per image, and the AP of a resample is the
+AP with those counts as sample weights, computed for all resamples at once; it equals
+:func:`lrpkit.evaluate.intervals.ap_interval` on the same draws.
 """
 from __future__ import annotations
 
@@ -37,7 +47,8 @@ from ..inputs import model_scores
 from .metrics import average_precision
 
 __all__ = ["TWIN_SPLITS", "TwinSplits", "twin_key", "load_twins", "dataset_twins", "image_scores",
-           "per_class_ap", "ap_by_split", "true_positive_pairs"]
+           "per_class_ap", "ap_by_split", "true_positive_pairs", "bootstrap_counts", "weighted_ap",
+           "ap_boots", "ap_intervals", "interval_at", "interval_table"]
 
 TWIN_SPLITS = ("test", "test_swapped", "test_untagged")
 
@@ -323,3 +334,210 @@ def true_positive_pairs(labels: Any, scores: Any, n: int, seed: int = 0) -> list
         pairs = [(int(np.argmax(np.where(pos[:, c], scores[:, c], -np.inf))), c)
                  for c in range(labels.shape[1]) if pos[:, c].any()][:int(n)]
     return pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# Intervals: AP over resamples of the images (counts as sample weights, all resamples at once)
+# ---------------------------------------------------------------------------------------------
+_MAX_INDEX_ELEMENTS = 2 ** 22        # as lrpkit.evaluate.intervals: indices drawn per chunk
+
+
+def bootstrap_counts(n: int, n_boot: int = 1000, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """``(n_boot, n)`` int counts: how often each of ``n`` images is drawn in each resample.
+
+    The draws are ``default_rng(seed).integers(0, n, (n_boot, n))`` (in the same row chunks),
+    i.e. the resamples of :func:`lrpkit.evaluate.intervals.ap_interval` and
+    :func:`~lrpkit.evaluate.intervals.paired_interval` with the same ``seed``.
+    """
+    n, n_boot = int(n), int(n_boot)
+    if n < 1 or n_boot < 1:
+        raise ValueError(f"n and n_boot must be >= 1, got n={n}, n_boot={n_boot}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rows = max(1, _MAX_INDEX_ELEMENTS // n)
+    out = np.empty((n_boot, n), np.int32)
+    for b0 in range(0, n_boot, rows):
+        b1 = min(n_boot, b0 + rows)
+        idx = rng.integers(0, n, (b1 - b0, n))
+        flat = idx + (np.arange(b1 - b0) * n)[:, None]
+        out[b0:b1] = np.bincount(flat.ravel(), minlength=(b1 - b0) * n).reshape(b1 - b0, n)
+    return out
+
+
+def weighted_ap(labels: Any, scores: Any, weights: Any) -> np.ndarray:
+    """AP of one class for each row of ``weights`` ``(B, N)`` (sample weights, e.g.
+    :func:`bootstrap_counts`; 0 leaves an image out): ``(B,)``.
+
+    ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds, with weighted true and
+    false positive counts: scikit-learn's ``average_precision_score(..., sample_weight=w)``, and
+    with integer counts the AP of the resample itself
+    (:func:`lrpkit.evaluate.metrics.average_precision`).  NaN where a row keeps no positive.
+    """
+    pos = np.asarray(labels).ravel() > 0
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if s.shape != pos.shape or w.shape[1] != s.size:
+        raise ValueError(f"labels (N,), scores (N,) and weights (B, N) must agree, got "
+                         f"{pos.shape}, {s.shape}, {w.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN or infinite values")
+    order = np.argsort(-s, kind="mergesort")
+    ss, ps, ws = s[order], pos[order], w[:, order]
+    ends = np.flatnonzero(np.r_[ss[1:] != ss[:-1], True])      # last row of each tied group
+    tp = np.cumsum(ws * ps, axis=1)[:, ends]
+    fp = np.cumsum(ws * ~ps, axis=1)[:, ends]
+    total = tp[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        rec = tp / total
+    d_rec = np.diff(rec, axis=1, prepend=0.0)
+    ap = (d_rec * prec).sum(axis=1)
+    return np.where(total[:, 0] > 0, ap, np.nan)
+
+
+def ap_boots(res: xr.Dataset, *, n_boot: int = 1000, seed: int | np.random.Generator = 0,
+             ignore: Mapping[str, Any] | None = None) -> xr.DataArray:
+    """Per-class AP of every bootstrap resample of the images: ``(boot, split, model, class)``.
+
+    ``res``: the Dataset of :func:`ap_by_split` (``scores``, ``labels``).  One resample draws
+    the image rows once (:func:`bootstrap_counts`) for every split, model and class: the AP of
+    a twin split and of another model are paired with the reference's.  ``ignore``: ``{split:
+    (N, C) bool}`` VOC difficult-only pairs (``TwinSplits.ignore``; weight 0 in that class).
+    """
+    for v in ("scores", "labels"):
+        if v not in res:
+            raise ValueError(f"res lacks {v!r}; pass the Dataset of lrpkit.evaluate.ap_by_split")
+    splits = [str(s) for s in res["split"].values]
+    models = [str(m) for m in res["model"].values]
+    classes = [str(c) for c in res["class"].values]
+    n = int(res.sizes["image"])
+    counts = bootstrap_counts(n, n_boot, seed)
+    out = np.full((counts.shape[0], len(splits), len(models), len(classes)), np.nan)
+    for i, sp in enumerate(splits):
+        lab = res["labels"].sel(split=sp).transpose("image", "class").values
+        ign = None if ignore is None or sp not in ignore else np.asarray(ignore[sp], bool)
+        for j, m in enumerate(models):
+            sc = res["scores"].sel(split=sp, model=m).transpose("image", "class").values
+            if np.isnan(sc).all():
+                continue
+            for k in range(len(classes)):
+                w = counts if ign is None else counts * ~ign[:, k]
+                out[:, i, j, k] = weighted_ap(lab[:, k], sc[:, k], w)
+    return xr.DataArray(out, dims=("boot", "split", "model", "class"),
+                        coords={"split": splits, "model": models, "class": classes},
+                        name="ap_boot", attrs={"n_boot": int(counts.shape[0]), "resampled": "image"})
+
+
+def _interval_ds(est: xr.DataArray, boots: xr.DataArray, n: Any, ci: float,
+                 attrs: Mapping[str, Any]) -> xr.Dataset:
+    """estimate / low / high / n / verdict (difference_verdict against 0) from bootstrap values."""
+    from .intervals import difference_verdict
+
+    a = (1.0 - float(ci)) / 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)          # all-NaN cells: no positives
+        q = boots.quantile([a, 1.0 - a], dim="boot", skipna=True).drop_vars("quantile")
+    ds = xr.Dataset({"estimate": est.astype(np.float64), "low": q.isel(quantile=0),
+                     "high": q.isel(quantile=1)})
+    ds["n"] = xr.zeros_like(ds["estimate"], dtype=np.int64) + n
+    ver = np.vectorize(lambda lo, hi: difference_verdict((lo, hi)), otypes=[object])(
+        ds["low"].values, ds["high"].values)
+    ds["verdict"] = (ds["low"].dims, np.asarray(ver, dtype=object).astype(str))
+    ds.attrs.update({**attrs, "ci": float(ci), "method": "percentile",
+                     "verdict": "resolved: the interval excludes 0"})
+    return ds
+
+
+def ap_intervals(res: xr.Dataset, *, n_boot: int = 1000, ci: float = 0.95,
+                 seed: int | np.random.Generator = 0, ignore: Mapping[str, Any] | None = None,
+                 boots: xr.DataArray | None = None) -> dict[str, xr.Dataset]:
+    """Bootstrap intervals (over images, paired) of the AP results of :func:`ap_by_split`.
+
+    Returns Datasets with ``estimate``, ``low``, ``high``, ``n`` (images) and ``verdict``
+    (``"resolved"`` when the interval excludes 0), the format of
+    :func:`lrpkit.evaluate.intervals.interval_dataset` (for ``attach_interval`` /
+    ``interval_frame``):
+
+    * ``"ap"`` (split, model, class), ``"mAP"`` (split, model): the estimates are ``res.ap`` /
+      ``res.mAP``; mAP is the mean over the classes with an AP in each resample;
+    * ``"ap_drop"`` (split, model, class), ``"mAP_drop"`` (split, model): reference split
+      (the first) minus each twin split, on the same images (only when ``res`` has twins):
+      the drop Lapuschkin et al. 2016 read as reliance on what the twin removes;
+    * ``"mAP_gap"`` (split, model, versus): mAP of ``model`` minus mAP of ``versus`` (row minus
+      column) on the same images (only with several models).
+
+    ``boots``: the resamples of :func:`ap_boots` when already computed.
+    """
+    if not 0.0 < float(ci) < 1.0:
+        raise ValueError(f"ci must be in (0, 1), got {ci!r}")
+    b = ap_boots(res, n_boot=n_boot, seed=seed, ignore=ignore) if boots is None else boots
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mb = b.mean("class", skipna=True)
+    n = int(res.sizes["image"])
+    ignored = (xr.DataArray(np.stack([np.asarray(ignore[s], bool) for s in b.split.values]),
+                            dims=("split", "image", "class"), coords={"split": b.split, "class": b["class"]})
+               if ignore is not None and all(s in ignore for s in b.split.values) else None)
+    n_cls = n if ignored is None else n - ignored.sum("image")
+    attrs = {"n_boot": int(b.sizes["boot"]), "resampled": "image",
+             "paired": "image indices resampled jointly for every split, model and class"}
+    out = {"ap": _interval_ds(res["ap"], b, n_cls, ci, attrs),
+           "mAP": _interval_ds(res["mAP"], mb, n, ci, attrs)}
+    splits = [str(s) for s in b.split.values]
+    if len(splits) > 1:
+        ref, twins = splits[0], splits[1:]
+        d_est = (res["ap"].sel(split=ref) - res["ap"].sel(split=twins)).transpose("split", ...)
+        d_b = (b.sel(split=ref) - b.sel(split=twins)).transpose("boot", "split", ...)
+        out["ap_drop"] = _interval_ds(d_est, d_b, n, ci, {**attrs, "reference": ref})
+        out["mAP_drop"] = _interval_ds((res["mAP"].sel(split=ref) - res["mAP"].sel(split=twins))
+                                       .transpose("split", ...),
+                                       (mb.sel(split=ref) - mb.sel(split=twins)).transpose("boot", "split", ...),
+                                       n, ci,
+                                       {**attrs, "reference": ref})
+    if b.sizes["model"] > 1:
+        other = {"model": "versus"}
+        g_est = res["mAP"] - res["mAP"].rename(other)
+        g_b = mb - mb.rename(other)
+        out["mAP_gap"] = _interval_ds(g_est, g_b, n, ci, {**attrs, "gap": "model minus versus"})
+    return out
+
+
+def interval_at(intervals: xr.Dataset, **sel: Any) -> Any:
+    """One cell of an interval Dataset (:func:`ap_intervals`, ``interval_dataset``) as an
+    :class:`lrpkit.evaluate.intervals.Interval` (for a report's findings)."""
+    from .intervals import Interval
+
+    cell = intervals.sel(sel)
+    if any(cell[v].ndim for v in ("estimate", "low", "high", "n")):
+        raise ValueError(f"selection {sel} leaves dims {dict(cell['estimate'].sizes)}; select one cell")
+    return Interval(float(cell["estimate"]), float(cell["low"]), float(cell["high"]),
+                    int(cell["n"]), float(intervals.attrs.get("ci", 0.95)),
+                    str(intervals.attrs.get("method", "percentile")))
+
+
+def interval_table(intervals: xr.Dataset, columns: str | None = None, *, digits: int = 3,
+                   scale: float = 1.0) -> Any:
+    """``"estimate [low, high]"`` strings of an interval Dataset as a pandas DataFrame: one column
+    per value of dim ``columns`` (``None``: one column ``"estimate [low, high]"``), one row per
+    index of the other dims; values times ``scale`` (100: percent) with ``digits`` decimals."""
+    import pandas as pd
+
+    def one(e: float, lo: float, hi: float) -> str:
+        if not np.isfinite(e):
+            return "–"
+        b = (f"[{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]" if np.isfinite(lo) and np.isfinite(hi)
+             else "[n/a]")
+        return f"{e * scale:.{digits}f} {b}"
+
+    text = xr.apply_ufunc(np.vectorize(one, otypes=[object]), intervals["estimate"], intervals["low"],
+                          intervals["high"])
+    if columns is None:
+        frame = text.to_series().rename("estimate [low, high]").to_frame()
+    else:
+        if columns not in text.dims:
+            raise ValueError(f"columns: dim {columns!r} not in {text.dims}")
+        rest = [d for d in text.dims if d != columns]
+        frame = (text.to_series().unstack(columns) if rest
+                 else pd.DataFrame([text.to_series()]))
+        frame = frame[[str(v) for v in intervals[columns].values]] if columns in intervals.coords else frame
+    frame.columns.name = None
+    return frame

@@ -29,7 +29,7 @@ import xarray as xr
 
 from ..heatmaps import (cnn_heatmaps, fv_heatmap, grow_box, input_geometry, normalized_average,
                         source_heatmaps)
-from .context import box_mask, box_share, box_to_crop, outside_inside_ratio
+from .context import REGIONS, box_mask, box_share, box_to_crop, relevance_regions
 
 __all__ = ["MapModel", "fv_map_model", "cnn_map_model", "source_map_model", "map_key",
            "class_average_heatmaps", "tag_relevance"]
@@ -116,11 +116,24 @@ def map_key(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_") or "model"
 
 
-def _ratio(R: np.ndarray, boxes: np.ndarray) -> float:
-    try:
-        return outside_inside_ratio(R, boxes)
-    except ValueError:  # boxes cover no pixel or every pixel of the map: mu undefined
-        return float("nan")
+def _regions(R: np.ndarray, boxes: np.ndarray, frame: np.ndarray, tag: np.ndarray | None
+             ) -> tuple[np.ndarray, np.ndarray, float]:
+    """R+ and pixels per region (:func:`lrpkit.evaluate.context.relevance_regions`) and mu =
+    context density / inside density (NaN where undefined, inf with no R+ inside)."""
+    reg = relevance_regions(R, _live(boxes), frame=frame, tag=None if tag is None else _live(tag))
+    r = np.array([reg[k][0] for k in REGIONS])
+    px = np.array([reg[k][1] for k in REGIONS], dtype=np.float64)
+    (r_in, r_ctx), (n_in, n_ctx) = r[:2], px[:2]
+    if n_in == 0 or n_ctx == 0 or (r_in == 0 and r_ctx == 0):
+        return r, px, float("nan")
+    return r, px, (float("inf") if r_in == 0 else float((r_ctx / n_ctx) / (r_in / n_in)))
+
+
+def _live(boxes: Any) -> np.ndarray:
+    """Boxes with a positive area (a box clipped off a model's crop keeps zero width)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    return b[keep] if keep.any() else np.zeros((0, 4))
 
 
 def _share(R: np.ndarray, box: Any) -> tuple[float, float]:
@@ -143,16 +156,21 @@ def class_average_heatmaps(models: Sequence[MapModel],
                            samples: Mapping[str, Sequence[tuple[Any, Any]]],
                            classes: Sequence[str] | None = None, max_samples: int | None = None,
                            progress: bool = False,
-                           image_ids: Mapping[str, Sequence[str]] | None = None) -> xr.Dataset:
+                           image_ids: Mapping[str, Sequence[str]] | None = None,
+                           tags: Mapping[str, Sequence[Any]] | None = None) -> xr.Dataset:
     """Per class and model: the normalised average heatmap and ``mu`` per image (Lapuschkin et al.
     2016, Fig. 5-6).
 
     ``samples``: ``{class: [(image, boxes of that class), ...]}`` (boxes ``(M, 4)`` in image
     pixels); each model explains the class for each of its images.  Every map is divided by
     its largest ``|R|`` and averaged per class (:func:`lrpkit.heatmaps.normalized_average`;
-    maps of another size are resized to the model's first map).  ``mu`` is
-    :func:`lrpkit.evaluate.outside_inside_ratio` of each map with the boxes mapped into the
-    model's input (``NaN`` where it is undefined).
+    maps of another size are resized to the model's first map).  ``mu`` (eq. 11) is the mean
+    positive relevance per pixel of the **context** over that of the **inside** (the boxes mapped
+    into the model's input), where the context leaves out the model's padding (the pixels
+    outside the image's own box mapped into its input: the scene CNN edge-pads the short side)
+    and a planted tag (``tags``: ``{class: [tag box (x0, y0, x1, y1) in image pixels or None,
+    ...]}``, one per sample), both kept as regions of their own
+    (:func:`lrpkit.evaluate.context.relevance_regions`); ``NaN`` where it is undefined.
 
     ``classes``: the class order (default ``samples``' keys; class index = position, the target
     explained); ``max_samples`` caps the images per class.  Returns an ``xr.Dataset``:
@@ -160,7 +178,10 @@ def class_average_heatmaps(models: Sequence[MapModel],
     model's name), ``context_ratio`` (``class``, ``model``, ``sample``; NaN-padded),
     ``context_ratio_median`` (``class``, ``model``) and ``n_average`` (``class``); with
     ``image_ids`` (``{class: [id of each sample]}``) also ``image_id`` (``class``, ``sample``;
-    ``""`` where a class has fewer samples).
+    ``""`` where a class has fewer samples).  ``region_relevance`` / ``region_pixels`` (``class``,
+    ``model``, ``sample``, ``region``: inside, context, tag, padding) hold each map's positive
+    relevance and pixel count per region, for the estimators of
+    :mod:`lrpkit.evaluate.context_summary`.
     """
     if not models:
         raise ValueError("models must hold at least one MapModel")
@@ -171,6 +192,11 @@ def class_average_heatmaps(models: Sequence[MapModel],
     per = {c: list(samples.get(c, []))[:max_samples] for c in classes}
     n_max = max([len(v) for v in per.values()] + [1])
     mu = np.full((len(classes), len(models), n_max), np.nan)
+    reg_r = np.full((len(classes), len(models), n_max, len(REGIONS)), np.nan)
+    reg_px = np.full((len(classes), len(models), n_max, len(REGIONS)), np.nan)
+    for c, v in (tags or {}).items():
+        if c in per and len(list(v)[:len(per[c])]) != len(per[c]):
+            raise ValueError(f"tags[{c!r}] names {len(list(v))} tag boxes for {len(per[c])} samples")
     maps_of: dict[str, list[np.ndarray | None]] = {m.name: [None] * len(classes) for m in models}
     it = list(enumerate(classes))
     if progress:
@@ -183,8 +209,13 @@ def class_average_heatmaps(models: Sequence[MapModel],
         images = [im for im, _ in items]
         for m, model in enumerate(models):
             maps, _ = model.maps(images, r)
+            tag_of = list((tags or {}).get(c, [None] * len(items)))
             for k, ((im, b), R) in enumerate(zip(items, maps)):
-                mu[r, m, k] = _ratio(np.asarray(R), model.boxes(b, _image_size(im)))
+                size = _image_size(im)
+                frame = model.boxes([(0, 0, size[0], size[1])], size)
+                tb = None if tag_of[k] is None else model.boxes([tuple(tag_of[k])], size)
+                reg_r[r, m, k], reg_px[r, m, k], mu[r, m, k] = _regions(
+                    np.asarray(R), model.boxes(b, size), frame, tb)
             first = next((x for x in maps_of[model.name] if x is not None), None)
             shape = first.shape if first is not None else np.asarray(maps[0]).shape
             maps_of[model.name][r] = normalized_average(maps, shape)
@@ -201,6 +232,9 @@ def class_average_heatmaps(models: Sequence[MapModel],
     ds["context_ratio"] = ratio
     ds["context_ratio_median"] = ratio.median("sample", skipna=True)
     ds["n_average"] = ("class", np.array([len(per[c]) for c in classes], dtype=np.int64))
+    ds["region_relevance"] = (("class", "model", "sample", "region"), reg_r)
+    ds["region_pixels"] = (("class", "model", "sample", "region"), reg_px)
+    ds = ds.assign_coords(region=np.array(REGIONS, dtype=str))
     if image_ids is not None:
         ids = np.full((len(classes), n_max), "", dtype=object)
         for r, c in enumerate(classes):
@@ -210,7 +244,9 @@ def class_average_heatmaps(models: Sequence[MapModel],
             ids[r, :len(got)] = got
         ds["image_id"] = (("class", "sample"), ids.astype(str))
     ds["context_ratio"].attrs["description"] = ("outside-inside relevance ratio mu per image "
-                                                "(Lapuschkin et al. 2016, eq. 11)")
+                                                "(Lapuschkin et al. 2016, eq. 11): context "
+                                                "density / inside density, padding and tag "
+                                                "left out")
     return ds
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from .intervals import difference_verdict, paired_ap_interval, paired_interval
+from .intervals import difference_verdict, paired_interval
 
 __all__ = ["score_drop", "twin_drop"]
 
@@ -48,7 +48,9 @@ def score_drop(scores: Any, twin_scores: Any, labels: Any, *, images: Any = None
         raise ValueError(f"images must be an (N,) mask like scores, got shape {keep.shape}")
     pos = keep & (y > 0)
     drop = paired_interval(s[pos], st[pos], n_boot=n_boot, ci=ci, seed=seed)
-    ap = paired_ap_interval(y[keep], s[keep], st[keep], n_boot=min(n_boot, 1000), ci=ci, seed=seed)
+    from .checkpoint_context import paired_ap_drop   # paired_ap_interval's numbers, batched
+
+    ap = paired_ap_drop(y[keep], s[keep], st[keep], n_boot=min(n_boot, 1000), ci=ci, seed=seed)
     return {"score": float(s[pos].mean()) if pos.any() else float("nan"),
             "twin_score": float(st[pos].mean()) if pos.any() else float("nan"),
             "drop": drop, "verdict": difference_verdict(drop), "ap_drop": ap}

@@ -13,7 +13,8 @@ Explanations for Convolutional Neural Networks", CVPR 2019.
 Modules: :mod:`.games` (eq. 1-3, the four games, lambda adaptation), :mod:`.defence`
 (Sec. 3.2, eq. 4-6), :mod:`.baselines` (occlusion by a sliding grey window, Grad-CAM: the
 Table 2 comparison methods), :mod:`.experiments` (Table 1, Table 2, the colour-bias probe of
-Sec. 4.3 / Table A3 and the tag-bias probe; results as xarray Datasets).
+Sec. 4.3 / Table A3 and the tag-bias probe; results as xarray Datasets), :mod:`.evidence` (their
+intervals and the paper claims they test, for a report's findings).
 
 Registered methods: ``fgvis`` (the mask), ``occlusion``, ``gradcam``.
 """

@@ -24,6 +24,7 @@ from torch import nn
 from .._freeze import frozen
 from ..inputs import check_input, resolve_target
 from ..params import InstanceOf, Interval, declare
+from .games import _memory_format
 
 __all__ = ["occlusion", "gradcam", "default_gradcam_layer"]
 
@@ -59,6 +60,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: Any = "pred", *, window
     for i, j in pos:
         cover[..., i:i + window, j:j + window] += 1
     rows = torch.arange(N, device=x.device)
+    fmt = _memory_format(model, x)     # channels-last on CPU where the model takes it (faster)
     with frozen(model), torch.no_grad():
         p0 = model(x).float().softmax(1)[rows, t]
         per = max(1, batch_size // N)
@@ -67,7 +69,8 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: Any = "pred", *, window
             xb = x.unsqueeze(0).repeat(len(chunk), 1, 1, 1, 1)
             for q, (i, j) in enumerate(chunk):
                 xb[q, :, :, i:i + window, j:j + window] = value
-            p = model(xb.flatten(0, 1)).float().softmax(1).view(len(chunk), N, -1)
+            xb = xb.flatten(0, 1).contiguous(memory_format=fmt)
+            p = model(xb).float().softmax(1).view(len(chunk), N, -1)
             drop = p0[None] - p[:, rows, t]                 # (chunk, N)
             for q, (i, j) in enumerate(chunk):
                 rel[:, 0, i:i + window, j:j + window] += drop[q].to(x.dtype)[:, None, None]

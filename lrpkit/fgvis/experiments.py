@@ -46,7 +46,7 @@ from ..explain import explain
 from ..inputs import check_input, resolve_target
 from .games import fgvis, make_reference
 
-__all__ = ["defence_validation", "faithfulness", "channel_swap", "SWAPS", "TRANSPOSITIONS",
+__all__ = ["defence_validation", "confidence_cut", "faithfulness", "channel_swap", "SWAPS", "TRANSPOSITIONS",
            "colour_bias", "tag_bias", "load_split", "combine", "DEFAULT_FAITHFULNESS_METHODS"]
 
 #: The colour swaps of Table A3 (Wagner et al. 2019, Sec. 4.3) as indices into RGB channels.  The
@@ -97,9 +97,21 @@ def _labels_ok(pred: torch.Tensor, labels: Any) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------- Table 1
 
+def confidence_cut(top: Any, confidence: float = 0.995, min_images: int | None = None) -> float:
+    """The confidence cut for Table 1: the paper's ``confidence`` (0.995, Wagner et al. 2019,
+    Sec. 3.2) when at least ``min_images`` of the top softmax scores ``top`` reach it, else the
+    best available cut: the ``min_images``-th highest score (all images when fewer)."""
+    t = np.sort(np.asarray(top, dtype=np.float64).ravel())[::-1]
+    if min_images is None or t.size == 0 or int((t >= confidence).sum()) >= int(min_images):
+        return float(confidence)
+    return float(t[min(int(min_images), t.size) - 1])
+
+
 def defence_validation(model: nn.Module, x: torch.Tensor, labels: Any = None, *,
-                       confidence: float = 0.9, max_images: int | None = None, steps: int = 60,
-                       lr: float = 0.1, goal_score: float = 0.5, similarity: str = "prob",
+                       confidence: float = 0.995, min_images: int | None = None,
+                       max_images: int | None = None, steps: int = 60,
+                       lr: float = 0.1, goal_score: float = 0.5,
+                       goal_scores: Sequence[float] | None = None, similarity: str = "prob",
                        reference: Any = "zero", patience: int | None = 15, seed: int = 0,
                        ids: Sequence[str] | None = None, classes: Sequence[str] | None = None,
                        progress: bool = False) -> xr.Dataset:
@@ -108,50 +120,69 @@ def defence_validation(model: nn.Module, x: torch.Tensor, labels: Any = None, *,
     ``classes``: names of the model's outputs (default ``model.classes``, else ``"0"`` ...).
 
     Images: those of ``x`` whose top softmax score is ``>= confidence`` (the paper: 0.995 on
-    ImageNet; the 6-class scene CNN is less peaked) and, with ``labels``, whose prediction is
-    a true label; the first ``max_images`` of them.  Target ``c_A``: each image's least-likely
+    ImageNet) and, with ``labels``, whose prediction is a true label; the first ``max_images``
+    of them.  With ``min_images``: when fewer images reach ``confidence``, the cut is lowered to
+    the best available one (:func:`confidence_cut`: the ``min_images``-th highest score among
+    them), and ``attrs`` say so (``confidence_paper``, ``n_at_paper_cut``, ``confidence_used``;
+    per image ``at_paper_cut``).  Target ``c_A``: each image's least-likely
     class, or its second least-likely when that is the reference image's prediction (paper
     footnote 4).  Generation game (start ``m = 0``), no sparsity term, similarity on the
-    target's softmax score, run with and without the defence; an image stops when it
-    succeeds, or when its target score has not risen by 0.001 for ``patience`` steps (the
-    defended runs stall early: this saves most of their steps; ``None``: run all ``steps``).
-    Success ("the adversarial class was generated"): the explanation's arg-max is
-    ``c_A`` with a softmax score ``>= goal_score`` (the paper's adversarials reach ~1.0; on a
-    6-class model a bare arg-max near the uniform grey image would be no evidence).
+    target's softmax score, run with and without the defence, all images in one batch; an
+    image stops when it succeeds at the highest goal, or when its target score has not risen
+    by 0.001 for ``patience`` steps (the defended runs stall early: this saves most of their
+    steps; ``None``: run all ``steps``).  Success ("the adversarial class was generated") at
+    goal ``g``: an iterate's arg-max is ``c_A`` with a softmax score ``>= g`` (the paper's
+    adversarials reach ~1.0; on a 6-class model a bare arg-max near the uniform grey image
+    would be no evidence); ``goal_score`` is Table 1's goal, ``goal_scores`` the goals of the
+    curve (one run serves all: :attr:`~lrpkit.fgvis.games.FGVisResult.peak_score`).
 
-    Returns a Dataset with dims ``image`` and ``defence`` (``"off"``, ``"on"``): ``reached``,
-    ``score`` (target score of the explanation), ``steps_run``; per image ``target``,
-    ``pred``, ``confidence``; ``share`` (defence) = the Table 1 ratio; ``share_by_pred``
-    (pred_class, defence) and ``n_by_pred``: the same per predicted class of the image (on the
-    bias-zoo scenes a bus's least-likely class is often "car", whose evidence -- a vehicle on a
-    road -- *is* in the image: the model tells them apart by colour alone).
+    Returns a Dataset with dims ``image``, ``defence`` (``"off"``, ``"on"``) and ``goal``:
+    ``reached`` (image, defence: at ``goal_score``), ``reached_at`` (image, defence, goal),
+    ``peak_score`` (the highest target score with ``c_A`` the arg-max; NaN: never), ``score``
+    (target score of the last explanation), ``steps_run``; per image ``target``, ``pred``,
+    ``confidence``, ``at_paper_cut``; ``share`` (defence) = the Table 1 ratio with its Wilson
+    95 % interval ``share_low`` / ``share_high`` and ``n``; ``curve`` / ``curve_low`` /
+    ``curve_high`` (defence, goal): the same over the goals; ``share_by_pred`` (pred_class,
+    defence) and ``n_by_pred``: the ratio per predicted class of the image (on the bias-zoo
+    scenes a bus's least-likely class is often "car", whose evidence -- a vehicle on a road --
+    *is* in the image: the model tells them apart by colour alone).
     """
     x = check_input(x).detach()
     p = _scores(model, x)
     top, pred = p.max(1)
-    keep = top >= float(confidence)
+    ok = torch.ones(len(x), dtype=torch.bool)
     if labels is not None:
-        keep &= _labels_ok(pred, labels)
+        ok = _labels_ok(pred, labels)
+    n_paper = int((ok & (top >= float(confidence))).sum())
+    cut = confidence_cut(top[ok].numpy(), confidence, min_images)
+    keep = ok & (top >= cut)
     sel = keep.nonzero(as_tuple=True)[0]
     if max_images is not None:
         sel = sel[:int(max_images)]
     if len(sel) == 0:
         raise ValueError(f"no image is classified with confidence >= {confidence}; lower confidence")
+    goals = sorted({float(goal_score), *(float(g) for g in (goal_scores or ()))})
+    if not all(0.0 < g <= 1.0 for g in goals):
+        raise ValueError(f"goal_score and goal_scores must lie in (0, 1], got {goals}")
     xs, ps = x[sel], p[sel]
     r = make_reference(xs, reference, seed=seed)
     pred_r = _scores(model, r).argmax(1)
     order = ps.argsort(1)
     target = torch.where(order[:, 0] == pred_r, order[:, 1], order[:, 0])
-    reached, score, steps_run = [], [], []
+    peak, score, steps_run = [], [], []
     for d in (False, True):
         res = fgvis(model, xs, target, game="generation", defence=d, steps=steps, lr=lr,
                     sparsity=0.0, similarity=similarity, reference=reference, stop="class",
-                    goal_score=goal_score, patience=patience, seed=seed, progress=progress)
-        reached.append(((res.pred == target) & (res.score >= goal_score)).numpy())
+                    goal_score=goals[-1], patience=patience, seed=seed, progress=progress)
+        peak.append(res.peak_score.numpy())
         score.append(res.score.numpy())
         steps_run.append(res.steps_run.numpy())
     img = [str(ids[i]) for i in sel.tolist()] if ids is not None else [str(i) for i in sel.tolist()]
-    reached_a = np.stack(reached, 1)
+    peak_a = np.stack(peak, 1)                                    # (image, defence)
+    with np.errstate(invalid="ignore"):
+        reached_at = peak_a[..., None] >= np.asarray(goals)       # NaN peak: never reached
+    reached_a = reached_at[..., goals.index(float(goal_score))]
+    n = len(sel)
     classes = list(classes) if classes is not None else getattr(model, "classes", None)
     K = p.shape[1]
     pred_sel = pred[sel].numpy()
@@ -160,23 +191,37 @@ def defence_validation(model: nn.Module, x: torch.Tensor, labels: Any = None, *,
     for c in range(K):
         if n_pred[c]:
             by_pred[c] = reached_a[pred_sel == c].mean(0)
+    share_iv = [wilson_interval(int(k), n) for k in reached_a.sum(0)]
+    curve_iv = [[wilson_interval(int(k), n) for k in row] for row in reached_at.sum(0)]
     cls_names = list(classes) if classes and len(classes) == K else [str(c) for c in range(K)]
     ds = xr.Dataset(
         {"reached": (("image", "defence"), reached_a),
+         "reached_at": (("image", "defence", "goal"), reached_at),
+         "peak_score": (("image", "defence"), peak_a),
          "score": (("image", "defence"), np.stack(score, 1)),
          "steps_run": (("image", "defence"), np.stack(steps_run, 1)),
          "target": ("image", target.numpy()),
-         "pred": ("image", pred[sel].numpy()),
+         "pred": ("image", pred_sel),
          "confidence": ("image", top[sel].numpy()),
+         "at_paper_cut": ("image", (top[sel] >= float(confidence)).numpy()),
          "share": ("defence", reached_a.mean(0)),
+         "share_low": ("defence", np.array([iv.low for iv in share_iv])),
+         "share_high": ("defence", np.array([iv.high for iv in share_iv])),
+         "n": n,
+         "curve": (("defence", "goal"), reached_at.mean(0)),
+         "curve_low": (("defence", "goal"), np.array([[iv.low for iv in r] for r in curve_iv])),
+         "curve_high": (("defence", "goal"), np.array([[iv.high for iv in r] for r in curve_iv])),
          "share_by_pred": (("pred_class", "defence"), by_pred),
          "n_by_pred": ("pred_class", n_pred)},
-        coords={"image": img, "defence": ["off", "on"], "pred_class": cls_names},
-        attrs=_attrs(experiment="defence_validation (Table 1)", confidence=confidence,
+        coords={"image": img, "defence": ["off", "on"], "goal": goals, "pred_class": cls_names},
+        attrs=_attrs(experiment="defence_validation (Table 1)", confidence=float(cut),
+                     confidence_paper=float(confidence), confidence_used=float(cut),
+                     n_at_paper_cut=n_paper, min_images=-1 if min_images is None else int(min_images),
                      steps=steps, lr=lr, goal_score=goal_score, similarity=similarity,
                      patience=-1 if patience is None else patience,
                      reference=str(reference), seed=seed, n_candidates=int(len(x)),
-                     n_images=int(len(sel)), reference_pred=pred_r.tolist()[:1],
+                     n_images=int(n), reference_pred=pred_r.tolist()[:1],
+                     interval="Wilson 95 % (Wilson 1927)",
                      classes=list(classes) if classes else None))
     return ds
 
@@ -203,7 +248,9 @@ def faithfulness(model: nn.Module, x: torch.Tensor, target: Any = "pred", *,
 
     Returns a Dataset: ``curve`` (method, image, step: the deletion curve), ``auc`` (method,
     image: its trapezoid area over the deleted fraction), ``mean_auc`` (method),
-    ``insertion_auc`` (method, image; RISE's insertion metric, higher is better), ``target``.
+    ``insertion_auc`` (method, image; RISE's insertion metric, higher is better),
+    ``tied_share`` (method, image: the share of pixels tied at the map's lowest importance, deleted
+    last in random order; most of an FGVis deletion mask), ``target``.
     """
     x = check_input(x).detach()
     t = resolve_target(model, x, target)
@@ -214,7 +261,7 @@ def faithfulness(model: nn.Module, x: torch.Tensor, target: Any = "pred", *,
     names = list(methods)
     H, W = x.shape[-2:]
     sp = -(-H * W // int(n_steps))
-    curves, ins_auc = [], []
+    curves, ins_auc, tied = [], [], []
     it = names
     if progress:
         from tqdm.auto import tqdm
@@ -227,6 +274,9 @@ def faithfulness(model: nn.Module, x: torch.Tensor, target: Any = "pred", *,
         heat = explain(model, x, t, method=base, **params)
         di = deletion_insertion(model, x, heat, t, step_pixels=sp, substrate="zero", ties=ties,
                                 seed=seed)
+        h = heat.detach().float().cpu()
+        h = (h.sum(1) if h.dim() == 4 else h).flatten(1)
+        tied.append((h == h.min(1, keepdim=True).values).double().mean(1).numpy())
         curves.append(di["deletion"].values)
         ins_auc.append(di["insertion_auc"].values)
         frac = di["fraction"].values
@@ -238,6 +288,7 @@ def faithfulness(model: nn.Module, x: torch.Tensor, target: Any = "pred", *,
          "auc": (("method", "image"), auc),
          "mean_auc": ("method", auc.mean(1)),
          "insertion_auc": (("method", "image"), np.stack(ins_auc)),
+         "tied_share": (("method", "image"), np.stack(tied)),
          "target": ("image", t.numpy())},
         coords={"method": names, "image": img, "step": np.arange(curve.shape[-1]),
                 "fraction": ("step", frac)},
@@ -292,7 +343,8 @@ def colour_bias(model: nn.Module, x: torch.Tensor, labels: Any, *,
     Part 1 (Table A3): an image is correctly classified when its arg-max is one of its
     ``labels`` (``(N, K)`` multi-hot or ``(N,)`` ints); for each class ``c`` the share of the
     images correctly classified as ``c`` that are still classified as ``c`` after each channel
-    swap (``kept`` (class, swap) with its Wilson 95 % interval ``kept_low`` / ``kept_high``;
+    swap (``kept`` (class, swap) = ``kept_count / n_correct`` with its Wilson 95 % interval
+    ``kept_low`` / ``kept_high``;
     ``n_correct`` (class); ``kept_mean`` averages the paper's cyclic swaps (:data:`SWAPS`) as its
     83.3 % / 8.3 %).  ``swaps`` may add :data:`TRANSPOSITIONS` (coordinate ``swap_kind`` labels
     each swap ``"cyclic (paper)"``, ``"transposition (extra)"`` or ``"custom"``).
@@ -320,6 +372,7 @@ def colour_bias(model: nn.Module, x: torch.Tensor, labels: Any, *,
     kept = np.full((K, len(swaps)), np.nan)
     bounds = np.full((2, K, len(swaps)), np.nan)
     n_correct = np.zeros(K, dtype=np.int64)
+    kept_count = np.zeros((K, len(swaps)), dtype=np.int64)
     for si, sw in enumerate(swaps):
         pred_sw = _scores(model, channel_swap(x, sw, mean=mean, std=std)).argmax(1)
         for c in range(K):
@@ -327,6 +380,7 @@ def colour_bias(model: nn.Module, x: torch.Tensor, labels: Any, *,
             n_correct[c] = int(sel.sum())
             if n_correct[c]:
                 k_c = int((pred_sw[sel] == c).sum())
+                kept_count[c, si] = k_c
                 iv = wilson_interval(k_c, n_correct[c])
                 kept[c, si], bounds[:, c, si] = iv.estimate, (iv.low, iv.high)
     kind = ["cyclic (paper)" if sw in SWAPS else "transposition (extra)" if sw in TRANSPOSITIONS
@@ -337,6 +391,7 @@ def colour_bias(model: nn.Module, x: torch.Tensor, labels: Any, *,
         "kept": (("class", "swap"), kept),
         "kept_low": (("class", "swap"), bounds[0]),
         "kept_high": (("class", "swap"), bounds[1]),
+        "kept_count": (("class", "swap"), kept_count),
         "kept_mean": ("class", np.array([np.nan if np.isnan(k[paper]).all() else np.nanmean(k[paper])
                                          for k in kept])),
         "n_correct": ("class", n_correct),
@@ -398,8 +453,10 @@ def tag_bias(model: nn.Module, x_tagged: torch.Tensor, x_untagged: torch.Tensor,
     ``boxes``: the tag box of each image ``(x0, y0, x1, y1)`` in input pixels (one box or
     ``(N, 4)``).  Both variants are explained for the same ``target`` (e.g. ``horse``) in one
     batch.  Per image and variant: ``box_share`` = share of the deleted mass ``sum(1 - m)``
-    that lies in the box; ``box_density`` = mean ``1 - m`` inside the box / mean outside
-    (> 1: the mask deletes the tag preferentially); ``score`` / ``score_image``: target
+    that lies in the box; ``deleted_in`` / ``deleted_out``: mean ``1 - m`` inside / outside the
+    box, ``box_density`` their per-image ratio (> 1: the mask deletes the tag preferentially; a
+    near-zero ``deleted_out`` makes it explode: average with a ratio of sums,
+    :func:`lrpkit.evaluate.intervals.ratio_interval`); ``score`` / ``score_image``: target
     scores of the explanation and of the image; and ``box_fraction``: the box's share of the
     image (the share expected without preference).
     """
@@ -429,6 +486,8 @@ def tag_bias(model: nn.Module, x_tagged: torch.Tensor, x_untagged: torch.Tensor,
     return xr.Dataset(
         {"box_share": (("image", "variant"), r2(share)),
          "box_density": (("image", "variant"), r2(density)),
+         "deleted_in": (("image", "variant"), r2(din)),
+         "deleted_out": (("image", "variant"), r2(dout)),
          "deleted_mass": (("image", "variant"), r2(tot)),
          "score": (("image", "variant"), r2(res.score.numpy())),
          "score_image": (("image", "variant"), r2(res.score_image.numpy())),

@@ -166,14 +166,25 @@ def save_fisher(model: FisherVectorClassifier, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_fisher(path: str | os.PathLike) -> FisherVectorClassifier:
-    """Load a model written by :func:`save_fisher` (or :func:`lrpkit.pipeline.fit_fisher_from_config`)."""
+def load_fisher(path: str | os.PathLike, *,
+                rebuild: str | None = "lrpkit train --force --only fisher") -> FisherVectorClassifier:
+    """Load a model written by :func:`save_fisher` (or :func:`lrpkit.pipeline.fit_fisher_from_config`).
+
+    Raises ``FileNotFoundError`` when ``path`` is missing, :class:`lrpkit._integrity.DamagedFile`
+    (a ``ValueError``) naming the file and the command that rebuilds it (``rebuild``) when joblib
+    cannot read it (text, random bytes, a truncation), ``TypeError`` when it holds another object.
+    """
     import joblib
+
+    from .._integrity import DamagedFile, short_reason
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no Fisher-vector model at {path}")
-    model = joblib.load(path)
+    try:
+        model = joblib.load(path)
+    except Exception as exc:  # noqa: BLE001 - pickle / numpy / zlib errors of every kind
+        raise DamagedFile(path, f"not a readable joblib file: {short_reason(exc)}", rebuild) from None
     if not isinstance(model, FisherVectorClassifier):
         raise TypeError(f"{path} holds a {type(model).__name__}, not a FisherVectorClassifier")
     return model

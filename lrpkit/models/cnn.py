@@ -158,20 +158,26 @@ def save_cnn(model: SceneCNN, path: str | os.PathLike, meta: Mapping[str, Any] |
     return path
 
 
-def load_cnn(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SceneCNN:
+def load_cnn(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+             rebuild: str | None = "lrpkit train --force --only cnn") -> SceneCNN:
     """Load a :class:`SceneCNN` written by :func:`save_cnn`, in ``eval()`` mode.
 
     The checkpoint's ``meta`` is available as ``model.meta`` (``classes``, ``input_size``,
     ``size``, ``mean``, ``std``, ``epoch`` ...).  Raises ``FileNotFoundError`` when ``path``
-    does not exist and ``ValueError`` when it is not a lrpkit CNN checkpoint.
+    does not exist, :class:`lrpkit._integrity.DamagedFile` (a ``ValueError``) naming the file
+    and the command that rebuilds it (``rebuild``) when it is not a readable checkpoint, and
+    ``ValueError`` when it is another kind of checkpoint.
     """
+    from .._integrity import DamagedFile, short_reason
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no CNN checkpoint at {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle / zip errors of every kind
-        raise ValueError(f"{path} is not a readable torch checkpoint: {exc}") from None
+        raise DamagedFile(path, f"not a readable torch checkpoint: {short_reason(exc)}",
+                          rebuild) from None
     if not isinstance(payload, Mapping) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a lrpkit SceneCNN checkpoint (expected format "
                          f"{CHECKPOINT_FORMAT!r}); for torchvision weights use lrpkit.models.load_torchvision")
@@ -179,6 +185,7 @@ def load_cnn(path: str | os.PathLike, map_location: str | torch.device = "cpu") 
         model = SceneCNN(**payload["config"])
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
-        raise ValueError(f"{path}: checkpoint does not match SceneCNN: {exc}") from None
+        raise DamagedFile(path, f"the checkpoint does not match SceneCNN: {short_reason(exc)}",
+                          rebuild) from None
     model.meta = dict(payload.get("meta") or {})
     return model.eval()

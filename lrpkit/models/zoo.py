@@ -39,10 +39,12 @@ def _read_state(path: Path, arch: str) -> dict:
     ...}`` or with ``DataParallel``'s ``module.`` prefixes) or a whole torchvision model saved with
     ``torch.save(model, path)``.  A whole model is unpickled with ``weights_only`` and only torch /
     torchvision classes allowed, so that a file cannot run other code."""
+    from .._integrity import short_reason
+
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as exc:  # noqa: BLE001 - zip / pickle errors of every kind
-        raise ValueError(f"{path} is not a readable torch weights file: {exc}") from None
+        raise ValueError(f"{path} is not a readable torch weights file: {short_reason(exc)}") from None
     foreign = [g for g in unsafe if not g.startswith(("torch.", "torchvision."))]
     if foreign:
         raise ValueError(f"{path} holds objects of classes outside torch / torchvision "
@@ -52,7 +54,7 @@ def _read_state(path: Path, arch: str) -> dict:
         with torch.serialization.safe_globals([_import_global(g) for g in unsafe]):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - zip / pickle errors of every kind
-        raise ValueError(f"{path} is not a readable torch weights file: {exc}") from None
+        raise ValueError(f"{path} is not a readable torch weights file: {short_reason(exc)}") from None
     if isinstance(state, nn.Module):
         state = state.state_dict()
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

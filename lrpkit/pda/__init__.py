@@ -19,10 +19,11 @@ mean of ``samples`` draws, one pass per window).  See :mod:`lrpkit.pda.analysis`
 from __future__ import annotations
 
 from ..registry import register
-from . import analysis, approximation, invariance, patch_model
+from . import analysis, approximation, invariance, patch_model, speed
 from .analysis import (PROBS, VARIANTS, accumulate_windows, auto_batch_size, laplace,
                        prediction_difference, target_probability, window_predictions)
-from .approximation import ApproximationNotResolved, approximation_error
+from .approximation import (ApproximationNotResolved, approximation_error, interval_of,
+                            versus_few_samples)
 from .invariance import TRANSFORMS, invariance_correlation
 from .patch_model import PatchModel, conditional_means, window_positions
 
@@ -30,7 +31,7 @@ __all__ = ["PatchModel", "prediction_difference", "window_predictions", "conditi
            "window_positions", "accumulate_windows", "target_probability", "laplace",
            "auto_batch_size", "invariance_correlation", "TRANSFORMS", "VARIANTS", "PROBS",
            "analysis", "patch_model", "invariance", "approximation", "approximation_error",
-           "ApproximationNotResolved"]
+           "ApproximationNotResolved", "versus_few_samples", "interval_of", "speed"]
 
 
 register("pda", resolves_pred=False,

@@ -13,6 +13,11 @@ where removing the window changes the prediction, so the check is made on predic
   sums over the windows: windows without effect cannot inflate it) and the **correlation** of
   ``d_mean`` with ``d_sample`` across windows, each with a bootstrap interval over images.
 
+``windows=M`` examines ``M`` windows per image drawn at random (seeded, without replacement)
+among those in ``region`` (all windows without one): an unbiased sample of the same ratio at a
+fraction of the ``S + 1`` passes per window.  :func:`versus_few_samples` compares Algorithm 2
+and Algorithm 1 with few samples (the papers' ``S = 10``) against held-out draws (Fig. 15-16).
+
 A window "has an effect" when ``|d_sample| > max(z sem, atol)``.  With fewer than
 ``min_windows`` such windows among those examined the check has nothing to measure: the verdict
 is ``"not resolved"`` (and ``on_unresolved="raise"`` raises) - a single fixed window whose
@@ -32,7 +37,7 @@ from ..inputs import check_input, eval_mode, resolve_target
 from .analysis import PROBS, _WindowStream, auto_batch_size, target_probability
 from .patch_model import PatchModel, window_positions
 
-__all__ = ["approximation_error", "ApproximationNotResolved"]
+__all__ = ["approximation_error", "versus_few_samples", "interval_of", "ApproximationNotResolved"]
 
 
 class ApproximationNotResolved(ValueError):
@@ -56,6 +61,19 @@ def _region_windows(region: Any, n: int, h: int, w: int, rows: torch.Tensor, col
     return r[:, cy, cx]
 
 
+def _draw_windows(examined: np.ndarray, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per image ``m`` window indices (sorted) drawn among the examined ones (fillers from the
+    rest when too few) and the ``(N, m)`` mask of the examined draws."""
+    rng = np.random.default_rng(seed)
+    picks = np.empty((examined.shape[0], m), np.int64)
+    for i, ex in enumerate(examined):
+        on, off = np.flatnonzero(ex), np.flatnonzero(~ex)
+        take = rng.choice(on, min(m, on.size), replace=False)
+        fill = rng.choice(off, m - take.size, replace=False)
+        picks[i] = np.sort(np.concatenate([take, fill]))
+    return picks, np.take_along_axis(examined, picks, 1)
+
+
 def _pooled_corr(a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
@@ -67,6 +85,7 @@ def approximation_error(model: torch.nn.Module, x: Any, target: Any, patch_model
                         region: Any = None, seed: int = 0, z: float = 3.0, atol: float = 1e-6,
                         min_windows: int = 3, n_boot: int = 1000, ci: float = 0.95,
                         batch_size: int | None = None, on_unresolved: str = "report",
+                        windows: int | None = None, keep_draws: bool = False,
                         progress: bool = False) -> xr.Dataset:
     """The approximation error of Algorithm 2 against Algorithm 1 over all windows (Fig. 11).
 
@@ -85,6 +104,12 @@ def approximation_error(model: torch.nn.Module, x: Any, target: Any, patch_model
     n_boot, ci : the bootstrap over images of the relative error and the correlation.
     on_unresolved : ``"report"`` (the verdict says so) or ``"raise"``
         (:class:`ApproximationNotResolved`).
+    windows : examine this many windows per image, drawn at random (``seed``) among those
+        centred in ``region`` (None: all of them); an image with fewer such windows gets all of
+        them plus unexamined fillers (computed, left out of every statistic).  The ``window`` dim
+        is then the draw, with ``row`` / ``col`` per ``(image, window)``.
+    keep_draws : also return ``p_draws`` ``(image, window, sample)``, every draw's prediction
+        (for :func:`versus_few_samples`).
 
     Returns an ``xarray.Dataset`` with dims ``image``, ``window`` (coords ``row``, ``col``):
     ``p_x`` (image); ``p_mean``, ``p_sample``, ``sem``, ``d_mean``, ``d_sample``, ``error``,
@@ -101,7 +126,8 @@ def approximation_error(model: torch.nn.Module, x: Any, target: Any, patch_model
         raise ValueError(f"prob must be one of {PROBS}, got {prob!r}")
     if on_unresolved not in ("report", "raise"):
         raise ValueError(f"on_unresolved must be 'report' or 'raise', got {on_unresolved!r}")
-    for name, v in (("stride", stride), ("samples", samples), ("min_windows", min_windows)):
+    for name, v in (("stride", stride), ("samples", samples), ("min_windows", min_windows),
+                    ("windows", 1 if windows is None else windows)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
     if samples < 2:
@@ -116,6 +142,15 @@ def approximation_error(model: torch.nn.Module, x: Any, target: Any, patch_model
     n, _, h, w = x.shape
     rows, cols = window_positions(h, k, stride), window_positions(w, k, stride)
     examined = _region_windows(region, n, h, w, rows, cols, k)
+    n_grid = len(rows) * len(cols)
+    wr = rows.repeat_interleave(len(cols)).numpy()
+    wc = cols.repeat(len(rows)).numpy()
+    select = None
+    if windows is not None and windows < n_grid:
+        picks, keep = _draw_windows(examined, int(windows), seed)
+        select = torch.as_tensor((np.arange(n)[:, None] * n_grid + picks).ravel())
+        examined = keep
+        wr, wc = wr[picks], wc[picks]
     device = model_device(model, default=x.device)
     xd, td = x.detach().to(device), t.to(device)
     bs = batch_size or auto_batch_size(tuple(x.shape), device)
@@ -123,10 +158,12 @@ def approximation_error(model: torch.nn.Module, x: Any, target: Any, patch_model
         p_x = target_probability(model(xd), td, prob).double().cpu().numpy()
         stream = _WindowStream(model, xd, td, patch_model, rows, cols, prob, int(bs), device,
                                progress, "pda approximation (mean)")
-        p_mean = stream.run(1, None).cpu().numpy()
+        p_mean = stream.run(1, None, select=select).cpu().numpy()
         gen = torch.Generator(device=device).manual_seed(int(seed))
         stream.desc = "pda approximation (samples)"
-        ps = stream.run(int(samples), gen, keep=True).cpu().numpy()      # (N, W, S)
+        ps = stream.run(int(samples), gen, keep=True, select=select).cpu().numpy()
+    if select is not None:
+        p_mean, ps = p_mean.reshape(n, -1), ps.reshape(n, -1, int(samples))   # (N, M[, S])
     p_sample = ps.mean(-1)
     sem = ps.std(-1, ddof=1) / math.sqrt(samples)
     d_sample = p_x[:, None] - p_sample
@@ -163,10 +200,9 @@ def approximation_error(model: torch.nn.Module, x: Any, target: Any, patch_model
     if verdict == NOT_RESOLVED and on_unresolved == "raise":
         raise ApproximationNotResolved(f"approximation_error: {reason}")
 
-    W = len(rows) * len(cols)
-    wr = rows.repeat_interleave(len(cols)).numpy()
-    wc = cols.repeat(len(rows)).numpy()
+    W = p_mean.shape[1]
     iw = ("image", "window")
+    where = iw if select is not None else "window"
     ds = xr.Dataset(
         {"p_x": ("image", p_x), "p_mean": (iw, p_mean), "p_sample": (iw, p_sample),
          "sem": (iw, sem), "d_mean": (iw, d_mean), "d_sample": (iw, d_sample), "error": (iw, err),
@@ -178,14 +214,85 @@ def approximation_error(model: torch.nn.Module, x: Any, target: Any, patch_model
          "verdict": ((), verdict), "reason": ((), reason),
          "relative_error_image": ("image", rel_img), "correlation_image": ("image", corr_img),
          "target": ("image", t.cpu().numpy())},
-        coords={"image": np.arange(n), "window": np.arange(W), "row": ("window", wr),
-                "col": ("window", wc)},
+        coords={"image": np.arange(n), "window": np.arange(W), "row": (where, wr),
+                "col": (where, wc)},
         attrs={"window": k, "outer": patch_model.outer, "stride": int(stride),
                "samples": int(samples), "prob": prob, "seed": int(seed), "z": float(z),
                "atol": float(atol), "min_windows": int(min_windows), "ci": float(ci),
+               "windows_per_image": int(W), "windows_drawn": select is not None,
                "n_boot": int(n_boot), "region": "all windows" if region is None else "mask",
                "reference": "Zhou & Kainz 2018, Fig. 11 (Algorithm 2 against Algorithm 1)"})
+    if keep_draws:
+        ds["p_draws"] = (("image", "window", "sample"), ps)
     ds["relative_error"].attrs["description"] = "sum |d_sample - d_mean| / sum |d_sample| (examined)"
     ds["correlation"].attrs["description"] = "Pearson r of d_mean and d_sample over examined windows"
     return ds
 
+
+
+def versus_few_samples(ds: xr.Dataset, samples: int = 10, *, n_boot: int = 1000,
+                       ci: float = 0.95, seed: int = 0) -> xr.Dataset:
+    """Algorithm 2 against Algorithm 1 with few samples, both scored on held-out draws.
+
+    Zhou & Kainz 2018 (Fig. 15-16) argue that the conditional mean (Algorithm 2) is *less noisy*
+    than Algorithm 1 with the papers' ``S = 10`` samples.  From ``ds`` of
+    :func:`approximation_error` with ``keep_draws=True``: the first ``samples`` draws of each
+    window are Algorithm 1 at ``S = samples``; the remaining draws (at least 2) estimate the
+    reference ``d_ref = p(c|x) - mean p(c|x_s)`` independently of them.  Over the examined
+    windows of each image: ``err_mean = sum |d_mean - d_ref|``, ``err_few = sum |d_few - d_ref|``,
+    ``scale = sum |d_ref|``.
+
+    Returns a Dataset with ``err_mean``, ``err_few``, ``scale`` (image) and the scalars
+    ``relative_error_mean``, ``relative_error_few`` (ratios of sums) and ``difference``
+    (mean's minus few samples'; below 0: Algorithm 2 is closer to the reference), each with
+    ``_low`` / ``_high`` (bootstrap over images, resampled jointly) and ``n`` (images).
+    """
+    from ..evaluate.intervals import ratio_interval, resample_interval
+
+    if "p_draws" not in ds:
+        raise ValueError("ds holds no p_draws: call approximation_error(..., keep_draws=True)")
+    total = ds.sizes["sample"]
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples must be a positive int, got {samples!r}")
+    if total - samples < 2:
+        raise ValueError(f"samples={samples} leaves {total - samples} of the {total} draws for the "
+                         "reference; need at least 2 (raise approximation_error's samples)")
+    draws = ds["p_draws"].values
+    p_x = ds["p_x"].values[:, None]
+    ex = ds["examined"].values
+    d_ref = p_x - draws[..., samples:].mean(-1)
+    d_few = p_x - draws[..., :samples].mean(-1)
+    d_mean = ds["d_mean"].values
+    err_mean = np.where(ex, np.abs(d_mean - d_ref), 0.0).sum(1)
+    err_few = np.where(ex, np.abs(d_few - d_ref), 0.0).sum(1)
+    scale = np.where(ex, np.abs(d_ref), 0.0).sum(1)
+    rel_mean = ratio_interval(err_mean, scale, n_boot=n_boot, ci=ci, seed=seed)
+    rel_few = ratio_interval(err_few, scale, n_boot=n_boot, ci=ci, seed=seed)
+
+    def diff(idx: np.ndarray) -> float:
+        d = scale[idx].sum()
+        return float((err_mean[idx].sum() - err_few[idx].sum()) / d) if d > 0 else float("nan")
+    dif = resample_interval(diff, len(scale), n_boot=n_boot, ci=ci, seed=seed)
+    out = xr.Dataset({"err_mean": ("image", err_mean), "err_few": ("image", err_few),
+                      "scale": ("image", scale)}, coords={"image": ds["image"].values},
+                     attrs={"samples": int(samples), "reference_samples": int(total - samples),
+                            "ci": float(ci), "n_boot": int(n_boot),
+                            "reference": "Zhou & Kainz 2018, Fig. 15-16"})
+    for name, iv in (("relative_error_mean", rel_mean), ("relative_error_few", rel_few),
+                     ("difference", dif)):
+        out[name], out[f"{name}_low"], out[f"{name}_high"] = iv.estimate, iv.low, iv.high
+    out["n"] = len(scale)
+    return out
+
+
+def interval_of(ds: xr.Dataset, name: str) -> Any:
+    """The :class:`lrpkit.evaluate.intervals.Interval` of scalar ``name`` with ``name_low`` /
+    ``name_high`` in ``ds`` (:func:`approximation_error`, :func:`versus_few_samples`); ``n`` is
+    the number of images."""
+    from ..evaluate.intervals import Interval
+
+    for v in (name, f"{name}_low", f"{name}_high"):
+        if v not in ds:
+            raise KeyError(f"{v!r} not in the Dataset (variables: {sorted(ds.data_vars)})")
+    return Interval(float(ds[name]), float(ds[f"{name}_low"]), float(ds[f"{name}_high"]),
+                    int(ds.sizes["image"]), float(ds.attrs.get("ci", 0.95)), "percentile")
