@@ -84,3 +84,13 @@ def test_exported_report_opens_with_the_findings(tmp_path):
     html = export_html(src, tmp_path / "r.html").read_text()
     i_title, i_find, i_sec = (html.index(s) for s in ("Report title", "X beats Y", "First section"))
     assert i_title < i_find < i_sec
+
+
+def test_index_tally_counts_the_stored_verdicts(tmp_path):
+    from lrpkit.batch.render import findings_tally
+
+    path = save_dataset(_findings().attach(xr.Dataset(attrs={"model": "m"})), tmp_path / "r.nc")
+    assert findings_tally(path) == "1 reproduced, 1 not resolved, 2 contradicted, 1 not tested"
+    assert findings_tally(save_dataset(xr.Dataset({"a": ("x", [1.0])}), tmp_path / "none.nc")) == ""
+    (tmp_path / "bad.nc").write_text("not netcdf")
+    assert findings_tally(tmp_path / "bad.nc") == ""

@@ -26,7 +26,7 @@ from .analysed import analysed_html, read_analysed
 from .cells import read_status
 from .combine import store_cells
 
-__all__ = ["offline_html", "findings_first", "export_html", "thumbnail", "write_index"]
+__all__ = ["offline_html", "findings_first", "findings_tally", "export_html", "thumbnail", "write_index"]
 
 
 _REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>", re.I)
@@ -262,6 +262,24 @@ def _truth(folder: Path, st: Any, out_dir: Path, cells: Mapping[Path, Any], conf
     return state, why
 
 
+def findings_tally(results: str | os.PathLike) -> str:
+    """``"14 reproduced, 8 not resolved, 2 contradicted"``: the verdicts of the findings a report
+    stored in its results (:meth:`lrpkit.evaluate.findings.Findings.attach`); ``""`` when the
+    file holds none or cannot be read (the index never fails on a result file)."""
+    try:
+        import xarray as xr
+
+        with xr.open_dataset(results, engine="h5netcdf") as ds:
+            if "finding_verdict" not in ds:
+                return ""
+            verdicts = [str(v) for v in ds["finding_verdict"].values]
+    except Exception:  # noqa: BLE001 - a damaged or foreign file shows no tally
+        return ""
+    order = ("reproduced", "not resolved", "contradicted", "not tested")
+    counts = {v: verdicts.count(v) for v in order}
+    return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+
+
 def write_index(out_dir: str | os.PathLike, runs: Sequence[Any] | None = None,
                 config_source: str = "", title: str = "lrpkit reports", cells: Sequence[Any] | None = None,
                 config: str | os.PathLike | None = None, log: str | os.PathLike | None = None) -> Path:
@@ -315,7 +333,9 @@ def write_index(out_dir: str | os.PathLike, runs: Sequence[Any] | None = None,
                 return f'<a href="{html.escape(rel)}">{label}</a>' if (folder / name).exists() else ""
 
             if ok:
-                status = '<span class="ok">ok</span>'
+                tally = findings_tally(folder / st.results) if st.results else ""
+                status = '<span class="ok">ok</span>' + (
+                    f'<div class="detail">findings: {html.escape(tally)}</div>' if tally else "")
             else:
                 detail = f"{st.name}: {why}" if why else st.describe()
                 status = (f'<span class="{html.escape(state.replace(" ", "-"))}">{html.escape(state)}</span>'
