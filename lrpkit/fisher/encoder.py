@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from typing import Any
 from collections.abc import Sequence
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -304,5 +305,11 @@ def _map(fn: Any, args: list[tuple], n_jobs: int | None, desc: str, unit: str = 
         return [fn(*a) for a in _progress(args, desc, unit)]
     from joblib import Parallel, delayed
 
-    gen = Parallel(n_jobs=n, return_as="generator")(delayed(fn)(*a) for a in args)
-    return list(_progress(gen, desc, unit, total=len(args)))
+    with warnings.catch_warnings():
+        # loky replaces a worker whose memory grew past its leak guard (the queued tasks run on
+        # the new one; the results are the same) and says so with a UserWarning that is no
+        # problem of this run: keep it off the console
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given",
+                                category=UserWarning)
+        gen = Parallel(n_jobs=n, return_as="generator")(delayed(fn)(*a) for a in args)
+        return list(_progress(gen, desc, unit, total=len(args)))
