@@ -11,6 +11,7 @@ from lrpkit.evaluate import deletion_insertion
 from lrpkit.evaluate.perturbation import pixel_order
 from lrpkit.fgvis import experiments as E
 from lrpkit.pda import ApproximationNotResolved, PatchModel, approximation_error
+from nets import LeftHalfNet, smooth_images
 
 torch.set_num_threads(1)
 
@@ -36,7 +37,7 @@ def _paper_swap_via_bgr(rgb: torch.Tensor, order: str) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("order", ["RBG", "GRB"])
-def test_channel_swap_is_the_papers_swap_of_bgr_images(order):
+def test_channel_swap_is_the_papers_swap_of_bgrsmooth_images(order):
     rgb = torch.rand(2, 3, 4, 4)
     y = denormalize(E.channel_swap(normalize(rgb), order), clamp=False)
     assert torch.allclose(y, _paper_swap_via_bgr(rgb, order), atol=1e-6)
@@ -145,32 +146,13 @@ def test_faithfulness_breaks_ties_at_random_by_default():
 
 # ------------------------------------------------------------------ PDA approximation (Fig. 11)
 
-def _images(n, h=12, w=12, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, h + 4, w + 4, generator=g, dtype=torch.float64)
-    return nn.functional.avg_pool2d(x, 5, 1) * 2.0
-
-
-class LeftHalfNet(nn.Module):
-    """Non-linear in the left five columns, blind to the rest of the image."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 4, 3, padding=1).double()
-        self.fc = nn.Linear(4, 3).double()
-
-    def forward(self, x):
-        return 4 * self.fc(torch.tanh(self.conv(x[..., :5])).mean((2, 3)))
-
-
 @pytest.fixture(scope="module")
 def pm():
-    return PatchModel(window=3, outer=6).fit(_images(6))
+    return PatchModel(window=3, outer=6).fit(smooth_images(6))
 
 
 def test_approximation_error_over_windows(pm):
-    x = _images(2, seed=5)
+    x = smooth_images(2, seed=5)
     ds = approximation_error(LeftHalfNet(), x, 0, pm, stride=3, samples=40, n_boot=200)
     assert ds.verdict.item() == "resolved" and int(ds.n_effect) >= 3
     assert ds.d_sample.dims == ("image", "window") and ds.sizes["window"] == 16
@@ -187,7 +169,7 @@ def test_approximation_error_over_windows(pm):
 
 
 def test_approximation_check_fails_on_windows_without_effect(pm):
-    x = _images(2, seed=5)
+    x = smooth_images(2, seed=5)
     region = np.zeros((12, 12), bool)
     region[:, 7:] = True                                  # the part the model ignores
     ds = approximation_error(LeftHalfNet(), x, 0, pm, stride=3, samples=40, region=region,

@@ -13,25 +13,9 @@ from lrpkit.evaluate.intervals import wilson_interval
 from lrpkit.fgvis import evidence as V
 from lrpkit.fgvis import experiments as E
 from lrpkit.fgvis import fgvis, games
+from nets import BoundNet
 
 torch.set_num_threads(1)
-
-
-class BoundNet(nn.Module):
-    """Class 1 needs G above R (h1 = relu(G - R + 0.1)); class 0 follows R (h0 = relu(R + 0.1))."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 2, 1)
-        self.fc = nn.Linear(2, 2)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.tensor([[1.0, 0, 0], [-1.0, 1.0, 0]]).view(2, 3, 1, 1))
-            self.conv.bias.fill_(0.1)
-            self.fc.weight.copy_(torch.tensor([[8.0, 0.0], [0.0, 8.0]]))
-            self.fc.bias.zero_()
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
 
 
 def _adversarial_images(n=6):

@@ -10,6 +10,7 @@ import lrpkit
 from lrpkit.data.transforms import denormalize, normalize
 from lrpkit.fgvis import experiments as E
 from lrpkit.fgvis import gradcam, occlusion
+from nets import BoundNet
 
 torch.set_num_threads(1)
 
@@ -85,24 +86,6 @@ def test_faithfulness_curve_is_the_rise_deletion_curve():
 
 
 # ------------------------------------------------------------------ Table 1
-
-class BoundNet(nn.Module):
-    """Two classes from two hidden ReLU units per pixel, h0 = relu(R + 0.1) and
-    h1 = relu(G - R + 0.1): class 1 needs G above R, which the image does not show."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 2, 1)
-        self.fc = nn.Linear(2, 2)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.tensor([[1.0, 0, 0], [-1.0, 1.0, 0]]).view(2, 3, 1, 1))
-            self.conv.bias.fill_(0.1)
-            self.fc.weight.copy_(torch.tensor([[8.0, 0.0], [0.0, 8.0]]))
-            self.fc.bias.zero_()
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-
 
 def test_defence_validation_hand_net():
     net = BoundNet()

@@ -12,14 +12,9 @@ import lrpkit
 from lrpkit.pda import PatchModel, approximation_error, interval_of, versus_few_samples, window_positions
 from lrpkit.pda.analysis import _WindowStream
 from lrpkit.pda.speed import per_image_seconds, speedup_interval
+from nets import LeftHalfNet, smooth_images
 
 torch.set_num_threads(1)
-
-
-def _images(n, h=12, w=12, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, h + 4, w + 4, generator=g, dtype=torch.float64)
-    return nn.functional.avg_pool2d(x, 5, 1) * 2.0
 
 
 def _cnn(seed=3):
@@ -28,22 +23,9 @@ def _cnn(seed=3):
                          nn.Flatten(), nn.Linear(16, 3)).double().eval()
 
 
-class LeftHalfNet(nn.Module):
-    """Non-linear in the left five columns, blind to the rest of the image."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 4, 3, padding=1).double()
-        self.fc = nn.Linear(4, 3).double()
-
-    def forward(self, x):
-        return 4 * self.fc(torch.tanh(self.conv(x[..., :5])).mean((2, 3)))
-
-
 @pytest.fixture(scope="module")
 def pm():
-    return PatchModel(window=3, outer=6).fit(_images(6))
+    return PatchModel(window=3, outer=6).fit(smooth_images(6))
 
 
 def _stream(pm, x, batch, stride=1):
@@ -56,7 +38,7 @@ def _stream(pm, x, batch, stride=1):
 def test_stream_chunks_cover_every_window(pm):
     """Batches that do not divide an image chunk's windows used to skip the windows between the
     chunk's end and the next batch start (their prediction stayed 0)."""
-    x = _images(4, seed=1)
+    x = smooth_images(4, seed=1)
     whole = _stream(pm, x, 10_000).run(1, None)
     s = _stream(pm, x, 7)
     s.chunk = 1                                      # one image per chunk, 100 windows: 100 % 7 != 0
@@ -70,7 +52,7 @@ def test_stream_chunks_cover_every_window(pm):
 
 
 def test_stream_selection_equals_the_full_grid(pm):
-    x = _images(3, seed=2)
+    x = smooth_images(3, seed=2)
     full = _stream(pm, x, 13).run(1, None)                          # (N, W)
     sel = torch.tensor([0, 5, 99, 100, 150, 299])
     part = _stream(pm, x, 4).run(1, None, select=sel)
@@ -83,7 +65,7 @@ def test_stream_selection_equals_the_full_grid(pm):
 
 
 def test_approximation_on_drawn_windows_inside_the_region(pm):
-    x = _images(3, seed=5)
+    x = smooth_images(3, seed=5)
     region = np.zeros((12, 12), bool)
     region[:, :5] = True                                     # where LeftHalfNet looks
     ds = approximation_error(LeftHalfNet(), x, 0, pm, stride=1, samples=30, region=region,
@@ -104,7 +86,7 @@ def test_approximation_on_drawn_windows_inside_the_region(pm):
 
 
 def test_too_few_region_windows_are_filled_but_not_examined(pm):
-    x = _images(2, seed=5)
+    x = smooth_images(2, seed=5)
     region = np.zeros((12, 12), bool)
     region[1, 1] = True                                      # one window centre: (0, 0)
     ds = approximation_error(LeftHalfNet(), x, 0, pm, stride=1, samples=4, region=region,
@@ -114,7 +96,7 @@ def test_too_few_region_windows_are_filled_but_not_examined(pm):
 
 
 def test_versus_few_samples_against_held_out_draws(pm):
-    x = _images(4, seed=7)
+    x = smooth_images(4, seed=7)
     ds = approximation_error(LeftHalfNet(), x, 0, pm, stride=2, samples=60, keep_draws=True,
                              n_boot=100)
     few = versus_few_samples(ds, 5, n_boot=200)
@@ -147,7 +129,7 @@ def test_speedup_is_a_per_window_ratio_of_sums():
 
 
 def test_per_image_seconds_same_maps_as_one_call(pm):
-    x, net = _images(3, seed=4), _cnn()
+    x, net = smooth_images(3, seed=4), _cnn()
     t = torch.tensor([2, 0, 1])
     kw = dict(method="pda", variant="mean", window=3, outer=6, patch_model=pm, prob="score",
               stride=2, progress=False)

@@ -25,6 +25,7 @@ a ranking with paired bootstrap intervals (:mod:`lrpkit.evaluate.intervals`).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 from collections.abc import Mapping, Sequence
@@ -34,9 +35,9 @@ import torch
 import xarray as xr
 
 from .._device import model_device
-from ..inputs import check_input, eval_mode, model_scores, resolve_target
+from ..inputs import check_input, eval_mode, resolve_target
 from .intervals import paired_interval, paired_interval_dataset
-from .perturbation import removal_ranks
+from .perturbation import TargetScorer, check_heatmaps, input_range, removal_ranks
 from .road import noisy_linear_impute
 
 __all__ = ["STUDY_REPLACEMENTS", "SAMEK2017_SHARE", "study_steps", "true_positive_targets",
@@ -142,56 +143,10 @@ def aopc_from_sampled_drops(drops: xr.DataArray, steps: int, stride: int) -> xr.
 # --------------------------------------------------------------------------------- runner
 
 def _check_maps(heatmaps: Mapping[str, Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, h in heatmaps.items():
-        if name == "random":
-            raise ValueError("heatmaps: the name 'random' is the baseline's")
-        t = torch.as_tensor(h).detach().float()
-        t = t.sum(1) if t.dim() == 4 else t
-        if t.dim() != 3 or t.shape[0] != x.shape[0] or t.shape[-2:] != x.shape[-2:]:
-            raise ValueError(f"heatmaps[{name!r}] has shape {tuple(torch.as_tensor(h).shape)}; need one "
-                             f"(H, W) = {tuple(x.shape[-2:])} map per image of the batch {tuple(x.shape)}")
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"heatmaps[{name!r}] contains NaN or infinite relevance values")
-        out[str(name)] = t
-    return out
-
-
-def _bounds(bounds: Any, C: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    if bounds is None:
-        from ..data.transforms import input_bounds
-        low, high = input_bounds()
-        if low.shape[0] != C:
-            low, high = torch.zeros(C, 1, 1), torch.ones(C, 1, 1)
-    else:
-        low, high = bounds
-    low = torch.as_tensor(low, dtype=torch.float32).reshape(-1, 1, 1).expand(C, 1, 1)
-    high = torch.as_tensor(high, dtype=torch.float32).reshape(-1, 1, 1).expand(C, 1, 1)
-    return low.to(dev), high.to(dev)
-
-
-class _Scores:
-    """``f_target`` of a batch: a torch module (channels-last on the CPU) or a ``decision_function``."""
-
-    def __init__(self, model: Any):
-        self.model = model
-        self.torch = isinstance(model, torch.nn.Module)
-        self.channels_last = self.torch
-
-    def __call__(self, xb: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
-        if not self.torch:
-            out = model_scores(self.model, xb).to(xb.device)
-        else:
-            out = None
-            if self.channels_last and xb.device.type == "cpu":
-                try:
-                    out = self.model(xb.contiguous(memory_format=torch.channels_last))
-                except RuntimeError:
-                    self.channels_last = False
-            if out is None:
-                out = self.model(xb.contiguous())
-        out = out[:, None] if out.dim() == 1 else out
-        return out.float().gather(1, tb[:, None].to(out.device))[:, 0]
+    """``{name: (N, H, W)}``: each map checked as :func:`region_perturbation` checks its own."""
+    if "random" in heatmaps:
+        raise ValueError("heatmaps: the name 'random' is the baseline's")
+    return {str(name): check_heatmaps(h, x, name=f"heatmaps[{name!r}]") for name, h in heatmaps.items()}
 
 
 def perturbation_study(model: Any, x: Any, target: Any, heatmaps: Mapping[str, Any], *,
@@ -210,8 +165,8 @@ def perturbation_study(model: Any, x: Any, target: Any, heatmaps: Mapping[str, A
     replacement draws / random orders per image.  ``replacement``: ``"uniform"`` (values uniform in
     ``bounds``, the paper's), ``"zero"``, ``"mean"`` (the image's mean colour) or ``"road"`` (ROAD's
     noisy linear imputation of all removed pixels of ``x^(k)``, Rong et al. 2022,
-    :func:`lrpkit.evaluate.noisy_linear_impute` with ``road_noise``).  ``bounds`` default to the
-    valid pixel range of lrpkit's normalised input space.
+    :func:`lrpkit.evaluate.noisy_linear_impute` with ``road_noise``).  ``bounds`` default as in
+    :func:`region_perturbation` (:func:`lrpkit.evaluate.perturbation.input_range`).
 
     Returns a Dataset over ``order``, ``method`` (the heatmaps, then ``"random"``), ``image``:
     ``aopc`` (eq. 12 at ``L = steps``), ``aopc_curve`` (at ``L`` = multiples of ``stride``),
@@ -244,11 +199,11 @@ def perturbation_study(model: Any, x: Any, target: Any, heatmaps: Mapping[str, A
     dev = model_device(model)
     x = x.to(dev)
     t = resolve_target(model, x, target).to(dev)
-    low, high = _bounds(bounds, C, dev)
+    low, high = input_range(model, bounds, C, dev)
     names = list(maps) + (["random"] if random_baseline else [])
     curves = [(o, n) for n in maps for o in orders] + ([("random", "random")] if random_baseline else [])
     R, B = repeats, ks.shape[-1]
-    scorer = _Scores(model)
+    scorer = TargetScorer(model)
     per = x[0].numel() * 4
     batch = int(batch_size) if batch_size is not None else int(max(1, min(4096, max_batch_mb * 2 ** 20 // per)))
     gen = torch.Generator(device=dev).manual_seed(int(seed) + 1)
@@ -256,7 +211,7 @@ def perturbation_study(model: Any, x: Any, target: Any, heatmaps: Mapping[str, A
     score = torch.empty(len(curves), N, R, B, device=dev)
     frac = np.zeros(steps + 1)
     fmt = torch.channels_last if (scorer.torch and dev.type == "cpu") else torch.contiguous_format
-    ctx = eval_mode(model) if scorer.torch else _Null()
+    ctx = eval_mode(model) if scorer.torch else contextlib.nullcontext()
     with ctx, torch.no_grad():
         for c0 in range(0, N, image_chunk):
             c1 = min(N, c0 + image_chunk)
@@ -324,14 +279,6 @@ def perturbation_study(model: Any, x: Any, target: Any, heatmaps: Mapping[str, A
                                "steps (stratified sampling, unbiased)"),
                     reference="Samek et al. 2017, IEEE TNNLS, eq. 11-12")
     return ds
-
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
 
 
 # --------------------------------------------------------------------------------- statistics

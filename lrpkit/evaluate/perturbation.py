@@ -52,6 +52,7 @@ the CPU).  ``f`` is the target's output (the class score / logit).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 from collections.abc import Mapping, Sequence
@@ -104,7 +105,7 @@ def scaled_region_size(size: int, image_side: int, reference_side: int = 227) ->
 
 # --------------------------------------------------------------------------------- helpers
 
-def _check_heatmaps(heatmaps: Any, x: torch.Tensor, name: str = "heatmaps") -> torch.Tensor:
+def check_heatmaps(heatmaps: Any, x: torch.Tensor, name: str = "heatmaps") -> torch.Tensor:
     """``(N, H, W)`` float maps (``(N, C, H, W)`` relevance is summed over channels)."""
     if heatmaps is None:
         raise ValueError(f"{name} is None; pass relevance maps (order='random' ignores the values)")
@@ -127,7 +128,11 @@ def _check_heatmaps(heatmaps: Any, x: torch.Tensor, name: str = "heatmaps") -> t
     return h
 
 
-def _bounds(model: Any, bounds: Any, C: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def input_range(model: Any, bounds: Any, C: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low, high)``, each ``(C, 1, 1)``: the valid pixel range uniform noise is drawn from
+    (Samek et al. 2017, eq. 11): ``bounds`` when given, else lrpkit's normalised input range
+    for a torch model (``[0, 1]`` when its channel count differs) and ``[0, 1]`` for a model
+    scored through ``decision_function`` (the FV classifier on ``[0, 1]`` images)."""
     if bounds is None:
         if isinstance(model, torch.nn.Module):
             low, high = input_bounds()
@@ -147,7 +152,7 @@ def _bounds(model: Any, bounds: Any, C: int, device: torch.device) -> tuple[torc
     return low.to(device).float(), high.to(device).float()
 
 
-class _Scorer:
+class TargetScorer:
     """``f_target`` of a batch on the model's device (torch) or via ``model_scores``.
 
     On the CPU a torch model gets its batches in channels-last memory layout (the same values;
@@ -201,7 +206,7 @@ class _Forwarder:
     single batch) the batches run one after the other.
     """
 
-    def __init__(self, scorer: _Scorer, out: torch.Tensor, dev: torch.device, items: int,
+    def __init__(self, scorer: TargetScorer, out: torch.Tensor, dev: torch.device, items: int,
                  batch: int, split: bool = True):
         self.scorer, self.out = scorer, out
         self.workers = torch.get_num_threads() if (scorer.torch and dev.type == "cpu") else 1
@@ -336,7 +341,7 @@ def removal_ranks(heatmaps: Any, shape: Sequence[int], *, region_size: int = 9, 
     ``heatmaps`` ``(N, H, W)`` or ``(N, C, H, W)``; ``shape`` the image batch's shape.
     """
     x = torch.empty(tuple(shape), device="meta")
-    h = _check_heatmaps(heatmaps, x)
+    h = check_heatmaps(heatmaps, x)
     if device is not None:
         h = h.to(device)
     H, W = h.shape[-2:]
@@ -377,7 +382,7 @@ def _replacement_source(kind: str, x: torch.Tensor, low: torch.Tensor, high: tor
     return None
 
 
-def _run_batches(scorer: _Scorer, x: torch.Tensor, t: torch.Tensor, ranks: torch.Tensor,
+def _run_batches(scorer: TargetScorer, x: torch.Tensor, t: torch.Tensor, ranks: torch.Tensor,
                  n_steps: torch.Tensor, replacement: str, low: torch.Tensor, high: torch.Tensor,
                  batch: int, gen: torch.Generator, blur_sigma: float, road_noise: float,
                  progress: bool, desc: str, split: bool = True) -> torch.Tensor:
@@ -540,11 +545,11 @@ def region_perturbation(model: Any, x: Any, heatmaps: Any, target: Any = "pred",
         raise ValueError(f"region_size={m} is larger than the image ({H}x{W})")
     if order == "random" and heatmaps is None:
         heatmaps = torch.zeros(N, H, W)
-    h = _check_heatmaps(heatmaps, x)
+    h = check_heatmaps(heatmaps, x)
     dev = model_device(model)
     x = x.to(dev)
     t = resolve_target(model, x, target).to(dev)
-    low, high = _bounds(model, bounds, C, dev)
+    low, high = input_range(model, bounds, C, dev)
     random_g = replacement == "uniform" or (replacement == "road" and road_noise > 0)
     R = repeats if (order == "random" or random_g) else 1
     ranks = removal_ranks(h, x.shape, region_size=m, steps=steps, order=order, regions=regions,
@@ -552,8 +557,8 @@ def region_perturbation(model: Any, x: Any, heatmaps: Any, target: Any = "pred",
     gen = torch.Generator(device=dev).manual_seed(int(seed) + 1)
     batch = _auto_batch(batch_size, x, max_batch_mb)
     n_steps = torch.arange(steps + 1, device=dev, dtype=torch.int32)
-    scorer = _Scorer(model)
-    ctx = eval_mode(model) if scorer.torch else _nullcontext()
+    scorer = TargetScorer(model)
+    ctx = eval_mode(model) if scorer.torch else contextlib.nullcontext()
     with ctx, torch.no_grad():
         sc = _run_batches(scorer, x, t, ranks, n_steps, replacement, low, high, batch, gen,
                           blur_sigma, road_noise, progress, f"region perturbation ({order})",
@@ -578,14 +583,6 @@ def region_perturbation(model: Any, x: Any, heatmaps: Any, target: Any = "pred",
                     score="target output f(x) (class score)", batch_size=batch,
                     reference="Samek et al. 2017, IEEE TNNLS, eq. 9-12")
     return ds
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
 
 
 def _method_spec(name: str, spec: Any) -> tuple[str, dict]:
@@ -645,7 +642,7 @@ def compare_methods(model: Any, x: Any, target: Any = "pred",
         method, params = _method_spec(name, spec)
         maps[name] = explain_batched(model, x, t, method, explain_batch_size, **params)
     for name, h in heatmaps.items():
-        maps[name] = _check_heatmaps(h, x, f"heatmaps[{name!r}]")
+        maps[name] = check_heatmaps(h, x, f"heatmaps[{name!r}]")
     results = []
     for h in maps.values():
         results.append(region_perturbation(model, x, h, t, **perturbation_kwargs))
@@ -722,7 +719,7 @@ def deletion_insertion(model: Any, x: Any, heatmaps: Any, target: Any = "pred", 
     """
     x = check_input(x)
     N, C, H, W = x.shape
-    h = _check_heatmaps(heatmaps, x)
+    h = check_heatmaps(heatmaps, x)
     sp = W if step_pixels is None else step_pixels
     if sp > H * W:
         raise ValueError(f"step_pixels={sp} is larger than the image ({H}x{W} pixels)")
@@ -739,10 +736,10 @@ def deletion_insertion(model: Any, x: Any, heatmaps: Any, target: Any = "pred", 
     ranks = rank.view(N, 1, H, W).to(torch.int32)
     thresholds = (torch.arange(n_steps + 1, device=dev) * sp).clamp_max(H * W).to(torch.int32)
     batch = _auto_batch(batch_size, x, max_batch_mb)
-    scorer = _Scorer(model, "raw" if score == "raw" else score)
+    scorer = TargetScorer(model, "raw" if score == "raw" else score)
     low = high = torch.zeros(C, 1, 1, device=dev)
     gen = torch.Generator(device=dev).manual_seed(0)
-    ctx = eval_mode(model) if scorer.torch else _nullcontext()
+    ctx = eval_mode(model) if scorer.torch else contextlib.nullcontext()
     with ctx, torch.no_grad():
         dele = _run_batches(scorer, x, t, ranks, thresholds, substrate, low, high, batch, gen,
                             blur_sigma, 0.0, progress, "deletion", split=batch_size is None)[:, 0]
@@ -766,7 +763,7 @@ def deletion_insertion(model: Any, x: Any, heatmaps: Any, target: Any = "pred", 
     return ds
 
 
-def _run_insertion(scorer: _Scorer, x: torch.Tensor, base: torch.Tensor, t: torch.Tensor,
+def _run_insertion(scorer: TargetScorer, x: torch.Tensor, base: torch.Tensor, t: torch.Tensor,
                    ranks: torch.Tensor, thresholds: torch.Tensor, batch: int,
                    split: bool = True) -> torch.Tensor:
     N = x.shape[0]
